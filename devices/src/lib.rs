@@ -1,0 +1,1 @@
+//! Devices (placeholder; see issue 6).

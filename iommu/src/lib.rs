@@ -1,0 +1,1 @@
+//! Intel VT-d (placeholder; see issue 5).

@@ -1,0 +1,1 @@
+//! The Postbox VMM library.
