@@ -56,16 +56,16 @@ impl MsiMessage {
 
     /// Builds a compatibility-format message for `request` (8-bit destination).
     pub const fn compatibility(requester_id: u16, request: &InterruptRequest) -> Self {
-        let mut address = MSI_ADDRESS_WINDOW
-            | (((request.destination & 0xff) as u64) << MSI_ADDR_DEST_ID_SHIFT);
+        let mut address =
+            MSI_ADDRESS_WINDOW | (((request.destination & 0xff) as u64) << MSI_ADDR_DEST_ID_SHIFT);
         if request.redirection_hint {
             address |= MSI_ADDR_RH;
         }
         if matches!(request.destination_mode, DestinationMode::Logical) {
             address |= MSI_ADDR_DM_LOGICAL;
         }
-        let mut data = request.vector as u32
-            | (request.delivery_mode.bits() << MSI_DATA_DELIVERY_MODE_SHIFT);
+        let mut data =
+            request.vector as u32 | (request.delivery_mode.bits() << MSI_DATA_DELIVERY_MODE_SHIFT);
         if request.level {
             data |= MSI_DATA_LEVEL_ASSERT;
         }
@@ -99,7 +99,8 @@ impl MsiMessage {
             destination: ((self.address & MSI_ADDR_DEST_ID_MASK) >> MSI_ADDR_DEST_ID_SHIFT) as u32,
             trigger_mode,
             // Edge-triggered messages always assert.
-            level: matches!(trigger_mode, TriggerMode::Edge) || self.data & MSI_DATA_LEVEL_ASSERT != 0,
+            level: matches!(trigger_mode, TriggerMode::Edge)
+                || self.data & MSI_DATA_LEVEL_ASSERT != 0,
             redirection_hint: self.address & MSI_ADDR_RH != 0,
         })
     }
@@ -128,8 +129,14 @@ mod tests {
 
     #[test]
     fn outside_window_is_not_an_interrupt() {
-        assert_eq!(MsiMessage::new(0, 0xfed0_0000, 0x30).decode_compatibility(), None);
-        assert_eq!(MsiMessage::new(0, 0x1_fee0_0000, 0x30).decode_compatibility(), None);
+        assert_eq!(
+            MsiMessage::new(0, 0xfed0_0000, 0x30).decode_compatibility(),
+            None
+        );
+        assert_eq!(
+            MsiMessage::new(0, 0x1_fee0_0000, 0x30).decode_compatibility(),
+            None
+        );
     }
 
     #[test]

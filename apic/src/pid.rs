@@ -126,9 +126,17 @@ impl PostedInterruptDescriptor {
     }
 
     /// Takes and clears PIR without touching ON (a VMM syncing PIR of a descriptor whose
-    /// notifications were suppressed).
+    /// notifications were suppressed). A word that reads zero is not swapped: a request
+    /// posted into it after the read is left in PIR, and its poster, which sets ON after
+    /// the PIR bit, sees ON clear (when called from `process`) and notifies again.
     pub fn take_pir(&self) -> [u64; 4] {
-        std::array::from_fn(|i| self.pir[i].swap(0, Ordering::SeqCst))
+        std::array::from_fn(|i| {
+            if self.pir[i].load(Ordering::SeqCst) == 0 {
+                0
+            } else {
+                self.pir[i].swap(0, Ordering::SeqCst)
+            }
+        })
     }
 
     /// Whether vector `vector` is requested in PIR.
@@ -205,13 +213,19 @@ mod tests {
         assert_eq!(bytes[0x41 / 8], 1 << (0x41 % 8), "PIR bit n = vector n");
         assert_eq!(bytes[32] & 1, 1, "ON is byte 32 bit 0");
         assert_eq!(bytes[34], 0xf2, "NV is byte 34");
-        assert_eq!(u32::from_le_bytes(bytes[36..40].try_into().unwrap()), 0x1234_5678);
+        assert_eq!(
+            u32::from_le_bytes(bytes[36..40].try_into().unwrap()),
+            0x1234_5678
+        );
     }
 
     #[test]
     fn on_goes_zero_to_one_once() {
         let pid = PostedInterruptDescriptor::new(0xf2, 3);
-        assert_eq!(pid.post(0x30, false), PostOutcome::Notify { nv: 0xf2, ndst: 3 });
+        assert_eq!(
+            pid.post(0x30, false),
+            PostOutcome::Notify { nv: 0xf2, ndst: 3 }
+        );
         assert_eq!(pid.post(0x31, false), PostOutcome::AlreadyOutstanding);
         let pir = pid.process();
         assert_eq!(pir[0], (1 << 0x30) | (1 << 0x31));
@@ -226,7 +240,10 @@ mod tests {
         assert_eq!(pid.post(0x50, false), PostOutcome::Suppressed);
         assert!(!pid.on());
         assert!(pid.has_pending(), "SN with a non-empty PIR is pending");
-        assert_eq!(pid.post(0x51, true), PostOutcome::Notify { nv: 0xf2, ndst: 0 });
+        assert_eq!(
+            pid.post(0x51, true),
+            PostOutcome::Notify { nv: 0xf2, ndst: 0 }
+        );
         assert!(pid.on() && pid.sn());
         assert_eq!(pid.post(0x52, true), PostOutcome::AlreadyOutstanding);
     }

@@ -1,1 +1,12 @@
-//! The Postbox VMM library.
+//! The Postbox VMM: a KVM virtual machine whose interrupt delivery path runs through
+//! Postbox's device models. `vm::run` boots a kernel; `guests` names the bundled test guests.
+
+pub mod boot;
+pub mod cpuid;
+pub mod dispatch;
+pub mod error;
+pub mod guests;
+pub mod layout;
+pub mod loader;
+pub mod vcpu;
+pub mod vm;

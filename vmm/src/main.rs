@@ -1,1 +1,143 @@
-fn main() {}
+//! `vmm`: boot a kernel (`vmm run`) or the bundled demo guest (`vmm demo`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use vmm::error::{self, Error};
+use vmm::vm::{self, KernelImage, VmConfig, VmEnd};
+
+#[derive(Parser)]
+#[command(name = "vmm", version, about = "Postbox: a VMM whose interrupt delivery path runs in software")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a kernel: an ELF64 bare-metal kernel or a multiboot v1 kernel.
+    Run {
+        /// Kernel image.
+        #[arg(long, value_name = "PATH")]
+        kernel: PathBuf,
+        /// Number of vCPUs.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        cpus: u32,
+        /// Guest memory in MiB.
+        #[arg(long = "mem-mib", default_value_t = 128, value_name = "M")]
+        mem_mib: u64,
+        /// A file loaded as the first multiboot module.
+        #[arg(long, value_name = "PATH")]
+        initrd: Option<PathBuf>,
+        /// The kernel command line.
+        #[arg(long, default_value = "", value_name = "STR")]
+        cmdline: String,
+        /// Stop the guest after this many seconds (exit status 10).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+    },
+    /// Boot the bundled demo guest and print what it did.
+    Demo,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTBOX_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("vmm: error: {e}");
+    ExitCode::from(e.status() as u8)
+}
+
+fn report(end: &VmEnd) -> ExitCode {
+    if let Some(msg) = end.message() {
+        eprintln!("vmm: {msg}");
+    }
+    ExitCode::from(end.status() as u8)
+}
+
+fn timeout(seconds: Option<f64>) -> Result<Option<Duration>, Error> {
+    seconds
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| Error::BadConfig(format!("--timeout {s} is not a valid duration")))
+        })
+        .transpose()
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+            {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line: clap's first line names the problem.
+            let text = e.render().to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("vmm: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(error::STATUS_BAD_INPUT as u8);
+        }
+    };
+    init_tracing();
+    match cli.command {
+        Command::Run { kernel, cpus, mem_mib, initrd, cmdline, timeout: t } => {
+            let timeout = match timeout(t) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            let config = VmConfig {
+                kernel: KernelImage::File(kernel),
+                cpus,
+                mem_mib,
+                initrd,
+                cmdline,
+                timeout,
+            };
+            match vm::run(&config) {
+                Ok(r) => {
+                    tracing::info!("{}", r.counters.summary());
+                    report(&r.end)
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Demo => demo(),
+    }
+}
+
+fn demo() -> ExitCode {
+    let config = VmConfig {
+        kernel: KernelImage::Embedded { name: "demo", bytes: vmm::guests::DEMO },
+        cpus: 2,
+        mem_mib: 64,
+        cmdline: "demo".into(),
+        timeout: Some(Duration::from_secs(60)),
+        ..VmConfig::default()
+    };
+    println!("postbox demo: booting the bundled guest on {} vCPUs, {} MiB", config.cpus, config.mem_mib);
+    match vm::run(&config) {
+        Ok(r) => {
+            println!("postbox demo: guest ended: {:?} after {:.1} ms", r.end, r.elapsed.as_secs_f64() * 1e3);
+            println!("postbox demo: {}", r.counters.summary());
+            match r.end {
+                // The guest wrote 0 to the exit port: success.
+                VmEnd::GuestExit(1) => ExitCode::SUCCESS,
+                other => report(&other),
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}

@@ -1,0 +1,372 @@
+//! A KVM virtual machine: guest memory, the kernel, devices on the buses, and one thread per
+//! vCPU; `run` returns how the VM ended.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use devices::legacy::{ExitPort, ExitRequest, SerialPort, COM1_BASE, COM1_LEN, EXIT_PORT_BASE};
+use kvm_bindings::{kvm_enable_cap, kvm_userspace_memory_region, KVM_CAP_X86_USER_SPACE_MSR,
+    KVM_MAX_CPUID_ENTRIES, KVM_MSR_EXIT_REASON_VALID_MASK};
+use kvm_ioctls::{Kvm, VmFd};
+use vm_device::bus::{PioAddress, PioRange};
+use vm_device::device_manager::{IoManager, PioManager};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use crate::dispatch::{Dispatcher, ExitCounters};
+use crate::error::{self, Error, Result};
+use crate::loader::{self, elf::Symbols, Module};
+use crate::vcpu::{self, VcpuHandle};
+use crate::{boot, layout};
+
+/// Where the kernel image comes from.
+#[derive(Clone, Debug)]
+pub enum KernelImage {
+    File(PathBuf),
+    /// A guest built into the VMM binary (the demo).
+    Embedded {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub kernel: KernelImage,
+    pub cpus: u32,
+    pub mem_mib: u64,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub timeout: Option<Duration>,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        Self {
+            kernel: KernelImage::File(PathBuf::new()),
+            cpus: 1,
+            mem_mib: 128,
+            initrd: None,
+            cmdline: String::new(),
+            timeout: None,
+        }
+    }
+}
+
+/// How a VM ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest wrote the exit port; the status is `(v << 1) | 1`.
+    GuestExit(u32),
+    /// The guest crashed the machine (triple fault, failed entry).
+    Crash(String),
+    /// The guest caused an exit the VMM does not handle.
+    Unhandled(String),
+    /// The guest ran past the configured timeout.
+    Timeout(Duration),
+    /// The VMM failed while running the guest.
+    Failure(String),
+}
+
+impl VmEnd {
+    /// The process exit status for this end.
+    pub fn status(&self) -> i32 {
+        match self {
+            VmEnd::GuestExit(s) => (*s & 0xff) as i32,
+            VmEnd::Crash(_) => error::STATUS_GUEST_CRASH,
+            VmEnd::Unhandled(_) => error::STATUS_UNHANDLED_EXIT,
+            VmEnd::Timeout(_) => error::STATUS_TIMEOUT,
+            VmEnd::Failure(_) => error::STATUS_VMM_FAILURE,
+        }
+    }
+
+    /// A one-line description for the user, or `None` for a guest's own exit.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            VmEnd::GuestExit(_) => None,
+            VmEnd::Crash(d) => Some(format!("guest crashed: {d}")),
+            VmEnd::Unhandled(d) => Some(format!("guest stopped on an exit the VMM does not handle: {d}")),
+            VmEnd::Timeout(t) => Some(format!("guest still running after {t:?}; stopped")),
+            VmEnd::Failure(d) => Some(format!("VMM failure: {d}")),
+        }
+    }
+}
+
+/// State the vCPU threads share.
+pub struct VmContext {
+    pub dispatch: Dispatcher,
+    pub memory: GuestMemoryMmap,
+    pub symbols: Symbols,
+    pub vcpus: Vec<VcpuHandle>,
+    stopping: AtomicBool,
+    end: Mutex<Option<VmEnd>>,
+    ended: Condvar,
+}
+
+impl VmContext {
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Ends the VM; the first reason wins.
+    pub fn end(&self, reason: VmEnd) {
+        let mut end = self.end.lock().unwrap_or_else(|e| e.into_inner());
+        if end.is_none() {
+            tracing::info!(?reason, "VM ending");
+            *end = Some(reason);
+        }
+        self.stopping.store(true, Ordering::Release);
+        self.ended.notify_all();
+    }
+}
+
+/// The exit port's link to the VM.
+#[derive(Clone)]
+struct ExitLink(Arc<Mutex<Option<std::sync::Weak<VmContext>>>>);
+
+impl ExitRequest for ExitLink {
+    fn request_exit(&self, status: u32) {
+        let ctx = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(ctx) = ctx.and_then(|w| w.upgrade()) {
+            ctx.end(VmEnd::GuestExit(status));
+        }
+    }
+}
+
+/// The serial port's interrupt line; COM1's IRQ 4 has no interrupt controller to reach yet.
+struct NoIrq;
+impl vm_superio::Trigger for NoIrq {
+    type E = std::convert::Infallible;
+    fn trigger(&self) -> std::result::Result<(), Self::E> {
+        Ok(())
+    }
+}
+
+/// Line-buffered standard output for the guest's serial console.
+struct Console;
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf)?;
+        if buf.contains(&b'\n') {
+            out.flush()?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+/// What a finished run reports.
+pub struct RunReport {
+    pub end: VmEnd,
+    pub counters: Arc<ExitCounters>,
+    pub elapsed: Duration,
+}
+
+fn host_memory_mib() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages <= 0 || size <= 0 {
+        return u64::MAX;
+    }
+    (pages as u64 * size as u64) >> 20
+}
+
+/// Checks what can be checked before touching KVM.
+pub fn validate(config: &VmConfig) -> Result<()> {
+    if config.cpus == 0 {
+        return Err(Error::BadConfig("--cpus must be at least 1".into()));
+    }
+    if config.mem_mib < layout::MIN_MEM_MIB {
+        return Err(Error::BadConfig(format!(
+            "--mem-mib {} is too small: the VM needs at least {} MiB",
+            config.mem_mib,
+            layout::MIN_MEM_MIB
+        )));
+    }
+    let host = host_memory_mib();
+    if config.mem_mib > host {
+        return Err(Error::BadConfig(format!(
+            "--mem-mib {} exceeds this host's {host} MiB of memory",
+            config.mem_mib
+        )));
+    }
+    Ok(())
+}
+
+fn open_kvm() -> Result<Kvm> {
+    Kvm::new().map_err(|e| Error::KvmUnavailable(format!("/dev/kvm: {e}")))
+}
+
+fn create_memory(vm: &VmFd, mem_mib: u64) -> Result<GuestMemoryMmap> {
+    let ranges: Vec<(GuestAddress, usize)> = layout::ram_ranges(mem_mib << 20)
+        .into_iter()
+        .map(|(start, len)| (GuestAddress(start), len as usize))
+        .collect();
+    let memory = GuestMemoryMmap::from_ranges(&ranges)
+        .map_err(|e| Error::Memory(format!("cannot allocate {mem_mib} MiB: {e}")))?;
+    for (slot, region) in memory.iter().enumerate() {
+        let host = memory
+            .get_host_address(region.start_addr())
+            .map_err(|e| Error::Memory(e.to_string()))?;
+        let mr = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is mapped for the lifetime of `memory`, which outlives the VM's
+        // vCPUs (they are joined before `run` returns).
+        unsafe { vm.set_user_memory_region(mr) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(memory)
+}
+
+/// Boots the configured kernel and runs it to the end.
+pub fn run(config: &VmConfig) -> Result<RunReport> {
+    validate(config)?;
+    let (image, kernel_path): (std::borrow::Cow<[u8]>, PathBuf) = match &config.kernel {
+        KernelImage::File(path) => (
+            std::fs::read(path)
+                .map_err(|source| Error::KernelUnreadable {
+                    path: path.clone(),
+                    source,
+                })?
+                .into(),
+            path.clone(),
+        ),
+        KernelImage::Embedded { name, bytes } => ((*bytes).into(), PathBuf::from(name)),
+    };
+    let initrd = match &config.initrd {
+        Some(path) => Some(std::fs::read(path).map_err(|source| Error::InitrdUnreadable {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+
+    let kvm = open_kvm()?;
+    let max = kvm.get_max_vcpus();
+    if config.cpus as usize > max {
+        return Err(Error::BadConfig(format!(
+            "--cpus {} exceeds the {max} vCPUs this host's KVM allows",
+            config.cpus
+        )));
+    }
+    let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+    if let Err(e) = vm.set_tss_address(0xfffb_d000) {
+        tracing::warn!(%e, "KVM_SET_TSS_ADDR failed");
+    }
+    let msr_cap = kvm_enable_cap {
+        cap: KVM_CAP_X86_USER_SPACE_MSR,
+        args: [u64::from(KVM_MSR_EXIT_REASON_VALID_MASK), 0, 0, 0],
+        ..Default::default()
+    };
+    vm.enable_cap(&msr_cap).map_err(Error::kvm("enabling KVM_CAP_X86_USER_SPACE_MSR"))?;
+
+    let memory = create_memory(&vm, config.mem_mib)?;
+    let kernel = loader::load_kernel(&memory, &image, &kernel_path)?;
+    let initrd_name = config
+        .initrd
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let modules: Vec<Module> = initrd
+        .as_deref()
+        .map(|bytes| Module {
+            name: &initrd_name,
+            bytes,
+        })
+        .into_iter()
+        .collect();
+    let ram = layout::ram_ranges(config.mem_mib << 20);
+    let info = loader::write_boot_info(&memory, &ram, kernel.end, &config.cmdline, &modules)?;
+    boot::write_tables(&memory)?;
+    tracing::info!(protocol = ?kernel.protocol, entry = format_args!("{:#x}", kernel.entry),
+                   cpus = config.cpus, mem_mib = config.mem_mib, "kernel loaded");
+
+    // Devices.
+    let exit_link = ExitLink(Arc::new(Mutex::new(None)));
+    let serial = Arc::new(SerialPort::new(NoIrq, Console));
+    let mut io = IoManager::new();
+    let pio = |base: u16, len: u16| PioRange::new(PioAddress(base), len.into()).expect("static range");
+    io.register_pio(pio(COM1_BASE, COM1_LEN), serial.clone())
+        .map_err(|e| Error::Internal(format!("serial: {e}")))?;
+    io.register_pio(pio(EXIT_PORT_BASE, 4), Arc::new(ExitPort::new(exit_link.clone())))
+        .map_err(|e| Error::Internal(format!("exit port: {e}")))?;
+
+    // vCPUs.
+    let cpuid_base = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+    let mut fds = Vec::new();
+    for index in 0..config.cpus {
+        let fd = vm.create_vcpu(u64::from(index)).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+        let mut cpuid = cpuid_base.clone();
+        crate::cpuid::patch(&mut cpuid, index, config.cpus);
+        fd.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        fds.push(fd);
+    }
+    boot::setup_bsp(&fds[0], kernel.protocol, kernel.entry, info)?;
+
+    let ctx = Arc::new(VmContext {
+        dispatch: Dispatcher::new(io),
+        memory: memory.clone(),
+        symbols: kernel.symbols.clone(),
+        vcpus: (0..config.cpus).map(|_| VcpuHandle::default()).collect(),
+        stopping: AtomicBool::new(false),
+        end: Mutex::new(None),
+        ended: Condvar::new(),
+    });
+    *exit_link.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&ctx));
+
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for (index, fd) in fds.into_iter().enumerate() {
+        let ctx = ctx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("vcpu{index}"))
+            .spawn(move || vcpu::run(index, fd, ctx, index != 0))
+            .map_err(|e| Error::Internal(format!("cannot start vCPU thread: {e}")))?;
+        threads.push(thread);
+    }
+
+    let end = {
+        let mut end = ctx.end.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(reason) = end.clone() {
+                break reason;
+            }
+            match config.timeout {
+                Some(limit) => {
+                    let elapsed = started.elapsed();
+                    if elapsed >= limit {
+                        break VmEnd::Timeout(limit);
+                    }
+                    end = ctx.ended.wait_timeout(end, limit - elapsed).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                None => end = ctx.ended.wait(end).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    };
+    ctx.end(end.clone());
+    for handle in &ctx.vcpus {
+        handle.kick();
+    }
+    for thread in threads {
+        if thread.join().is_err() {
+            return Err(Error::Internal("a vCPU thread panicked".into()));
+        }
+    }
+    serial.flush();
+    Ok(RunReport {
+        end,
+        counters: ctx.dispatch.counters.clone(),
+        elapsed: started.elapsed(),
+    })
+}
