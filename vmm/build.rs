@@ -59,8 +59,17 @@ fn main() {
     let bin_dir = target_dir.join(GUEST_TARGET).join("release");
     println!("cargo:rustc-env=POSTBOX_GUEST_DIR={}", bin_dir.display());
     println!("cargo:rerun-if-changed={}", guest_dir.join("src").display());
-    println!("cargo:rerun-if-changed={}", guest_dir.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", guest_dir.join("link.ld").display());
-    println!("cargo:rerun-if-changed={}", guest_dir.join("build.rs").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        guest_dir.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        guest_dir.join("link.ld").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        guest_dir.join("build.rs").display()
+    );
     println!("cargo:rerun-if-changed=build.rs");
 }

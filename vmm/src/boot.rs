@@ -112,7 +112,8 @@ pub fn setup_bsp(vcpu: &VcpuFd, protocol: BootProtocol, entry: u64, info: u64) -
             regs.rbx = info;
         }
     }
-    vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
+    vcpu.set_sregs(&sregs)
+        .map_err(Error::kvm("KVM_SET_SREGS"))?;
     vcpu.set_regs(&regs).map_err(Error::kvm("KVM_SET_REGS"))
 }
 
@@ -123,7 +124,8 @@ pub fn setup_ap_startup(vcpu: &VcpuFd, vector: u8) -> Result<()> {
     sregs.cs.selector = u16::from(vector) << 8;
     sregs.cs.base = u64::from(vector) << 12;
     sregs.cs.limit = 0xffff;
-    vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
+    vcpu.set_sregs(&sregs)
+        .map_err(Error::kvm("KVM_SET_SREGS"))?;
     let regs = kvm_regs {
         rflags: RFLAGS_RESERVED,
         ..Default::default()

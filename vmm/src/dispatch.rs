@@ -96,7 +96,14 @@ impl Dispatcher {
 
     fn unclaimed(&self, kind: &'static str, vcpu: usize, addr: u64, len: usize, write: bool) {
         self.counters.unclaimed.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(kind, vcpu, addr = format_args!("{addr:#x}"), len, write, "unclaimed access");
+        tracing::debug!(
+            kind,
+            vcpu,
+            addr = format_args!("{addr:#x}"),
+            len,
+            write,
+            "unclaimed access"
+        );
     }
 
     pub fn pio_read(&self, vcpu: usize, port: u16, data: &mut [u8]) {
@@ -116,7 +123,11 @@ impl Dispatcher {
 
     pub fn mmio_read(&self, vcpu: usize, addr: u64, data: &mut [u8]) {
         self.counters.mmio.fetch_add(1, Ordering::Relaxed);
-        if self.per_vcpu.iter().any(|d| d.mmio_read(vcpu, addr, data).is_some()) {
+        if self
+            .per_vcpu
+            .iter()
+            .any(|d| d.mmio_read(vcpu, addr, data).is_some())
+        {
             return;
         }
         if self.io.mmio_read(MmioAddress(addr), data).is_err() {
@@ -127,7 +138,11 @@ impl Dispatcher {
 
     pub fn mmio_write(&self, vcpu: usize, addr: u64, data: &[u8]) {
         self.counters.mmio.fetch_add(1, Ordering::Relaxed);
-        if self.per_vcpu.iter().any(|d| d.mmio_write(vcpu, addr, data).is_some()) {
+        if self
+            .per_vcpu
+            .iter()
+            .any(|d| d.mmio_write(vcpu, addr, data).is_some())
+        {
             return;
         }
         if self.io.mmio_write(MmioAddress(addr), data).is_err() {
@@ -183,8 +198,11 @@ mod tests {
     #[test]
     fn unclaimed_accesses_float_high_and_are_counted() {
         let mut io = IoManager::new();
-        io.register_pio(PioRange::new(PioAddress(0x60), 1).unwrap(), Arc::new(Answer))
-            .unwrap();
+        io.register_pio(
+            PioRange::new(PioAddress(0x60), 1).unwrap(),
+            Arc::new(Answer),
+        )
+        .unwrap();
         let mut d = Dispatcher::new(io);
         d.per_vcpu.push(Arc::new(OneMsr));
         let mut b = [0u8; 1];

@@ -58,9 +58,10 @@ impl Error {
             | Error::BadKernel { .. }
             | Error::BadConfig(_)
             | Error::DoesNotFit { .. } => STATUS_BAD_INPUT,
-            Error::KvmUnavailable(_) | Error::Kvm { .. } | Error::Memory(_) | Error::Internal(_) => {
-                STATUS_VMM_FAILURE
-            }
+            Error::KvmUnavailable(_)
+            | Error::Kvm { .. }
+            | Error::Memory(_)
+            | Error::Internal(_) => STATUS_VMM_FAILURE,
         }
     }
 

@@ -56,7 +56,10 @@ mod tests {
         assert_eq!(ram_ranges(64 << 20), vec![(0, 64 << 20)]);
         assert_eq!(
             ram_ranges(4 << 30),
-            vec![(0, MMIO_HOLE_START), (FOUR_GIB, (4 << 30) - MMIO_HOLE_START)]
+            vec![
+                (0, MMIO_HOLE_START),
+                (FOUR_GIB, (4 << 30) - MMIO_HOLE_START)
+            ]
         );
     }
 }

@@ -9,7 +9,11 @@ use vmm::error::{self, Error};
 use vmm::vm::{self, KernelImage, VmConfig, VmEnd};
 
 #[derive(Parser)]
-#[command(name = "vmm", version, about = "Postbox: a VMM whose interrupt delivery path runs in software")]
+#[command(
+    name = "vmm",
+    version,
+    about = "Postbox: a VMM whose interrupt delivery path runs in software"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,9 +82,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
-            {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
@@ -93,7 +100,14 @@ fn main() -> ExitCode {
     };
     init_tracing();
     match cli.command {
-        Command::Run { kernel, cpus, mem_mib, initrd, cmdline, timeout: t } => {
+        Command::Run {
+            kernel,
+            cpus,
+            mem_mib,
+            initrd,
+            cmdline,
+            timeout: t,
+        } => {
             let timeout = match timeout(t) {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
@@ -120,17 +134,27 @@ fn main() -> ExitCode {
 
 fn demo() -> ExitCode {
     let config = VmConfig {
-        kernel: KernelImage::Embedded { name: "demo", bytes: vmm::guests::DEMO },
+        kernel: KernelImage::Embedded {
+            name: "demo",
+            bytes: vmm::guests::DEMO,
+        },
         cpus: 2,
         mem_mib: 64,
         cmdline: "demo".into(),
         timeout: Some(Duration::from_secs(60)),
         ..VmConfig::default()
     };
-    println!("postbox demo: booting the bundled guest on {} vCPUs, {} MiB", config.cpus, config.mem_mib);
+    println!(
+        "postbox demo: booting the bundled guest on {} vCPUs, {} MiB",
+        config.cpus, config.mem_mib
+    );
     match vm::run(&config) {
         Ok(r) => {
-            println!("postbox demo: guest ended: {:?} after {:.1} ms", r.end, r.elapsed.as_secs_f64() * 1e3);
+            println!(
+                "postbox demo: guest ended: {:?} after {:.1} ms",
+                r.end,
+                r.elapsed.as_secs_f64() * 1e3
+            );
             println!("postbox demo: {}", r.counters.summary());
             match r.end {
                 // The guest wrote 0 to the exit port: success.

@@ -132,7 +132,10 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
         let next = match fd.run() {
             Ok(exit) => handle_exit(index, exit, &ctx),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                ctx.dispatch.counters.interrupted.fetch_add(1, Ordering::Relaxed);
+                ctx.dispatch
+                    .counters
+                    .interrupted
+                    .fetch_add(1, Ordering::Relaxed);
                 fd.set_kvm_immediate_exit(0);
                 Next::Continue
             }
@@ -184,11 +187,15 @@ fn handle_exit(index: usize, exit: VcpuExit, ctx: &VmContext) -> Next {
         }
         VcpuExit::InternalError => {
             d.counters.other.fetch_add(1, Ordering::Relaxed);
-            return Next::End(VmEnd::Unhandled("emulation failure (KVM_EXIT_INTERNAL_ERROR)".into()));
+            return Next::End(VmEnd::Unhandled(
+                "emulation failure (KVM_EXIT_INTERNAL_ERROR)".into(),
+            ));
         }
         VcpuExit::SystemEvent(kind, _) => {
             d.counters.other.fetch_add(1, Ordering::Relaxed);
-            return Next::End(VmEnd::Crash(format!("system event {kind} (KVM_EXIT_SYSTEM_EVENT)")));
+            return Next::End(VmEnd::Crash(format!(
+                "system event {kind} (KVM_EXIT_SYSTEM_EVENT)"
+            )));
         }
         other => {
             d.counters.other.fetch_add(1, Ordering::Relaxed);

@@ -8,8 +8,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use devices::legacy::{ExitPort, ExitRequest, SerialPort, COM1_BASE, COM1_LEN, EXIT_PORT_BASE};
-use kvm_bindings::{kvm_enable_cap, kvm_userspace_memory_region, KVM_CAP_X86_USER_SPACE_MSR,
-    KVM_MAX_CPUID_ENTRIES, KVM_MSR_EXIT_REASON_VALID_MASK};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_userspace_memory_region, KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES,
+    KVM_MSR_EXIT_REASON_VALID_MASK,
+};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_device::bus::{PioAddress, PioRange};
 use vm_device::device_manager::{IoManager, PioManager};
@@ -87,7 +89,9 @@ impl VmEnd {
         match self {
             VmEnd::GuestExit(_) => None,
             VmEnd::Crash(d) => Some(format!("guest crashed: {d}")),
-            VmEnd::Unhandled(d) => Some(format!("guest stopped on an exit the VMM does not handle: {d}")),
+            VmEnd::Unhandled(d) => Some(format!(
+                "guest stopped on an exit the VMM does not handle: {d}"
+            )),
             VmEnd::Timeout(t) => Some(format!("guest still running after {t:?}; stopped")),
             VmEnd::Failure(d) => Some(format!("VMM failure: {d}")),
         }
@@ -169,7 +173,12 @@ pub struct RunReport {
 
 fn host_memory_mib() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     if pages <= 0 || size <= 0 {
         return u64::MAX;
     }
@@ -222,7 +231,8 @@ fn create_memory(vm: &VmFd, mem_mib: u64) -> Result<GuestMemoryMmap> {
         };
         // SAFETY: the region is mapped for the lifetime of `memory`, which outlives the VM's
         // vCPUs (they are joined before `run` returns).
-        unsafe { vm.set_user_memory_region(mr) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        unsafe { vm.set_user_memory_region(mr) }
+            .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }
     Ok(memory)
 }
@@ -243,10 +253,12 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         KernelImage::Embedded { name, bytes } => ((*bytes).into(), PathBuf::from(name)),
     };
     let initrd = match &config.initrd {
-        Some(path) => Some(std::fs::read(path).map_err(|source| Error::InitrdUnreadable {
-            path: path.clone(),
-            source,
-        })?),
+        Some(path) => Some(
+            std::fs::read(path).map_err(|source| Error::InitrdUnreadable {
+                path: path.clone(),
+                source,
+            })?,
+        ),
         None => None,
     };
 
@@ -267,7 +279,8 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         args: [u64::from(KVM_MSR_EXIT_REASON_VALID_MASK), 0, 0, 0],
         ..Default::default()
     };
-    vm.enable_cap(&msr_cap).map_err(Error::kvm("enabling KVM_CAP_X86_USER_SPACE_MSR"))?;
+    vm.enable_cap(&msr_cap)
+        .map_err(Error::kvm("enabling KVM_CAP_X86_USER_SPACE_MSR"))?;
 
     let memory = create_memory(&vm, config.mem_mib)?;
     let kernel = loader::load_kernel(&memory, &image, &kernel_path)?;
@@ -294,11 +307,14 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     let exit_link = ExitLink(Arc::new(Mutex::new(None)));
     let serial = Arc::new(SerialPort::new(NoIrq, Console));
     let mut io = IoManager::new();
-    let pio = |base: u16, len: u16| PioRange::new(PioAddress(base), len.into()).expect("static range");
+    let pio = |base: u16, len: u16| PioRange::new(PioAddress(base), len).expect("static range");
     io.register_pio(pio(COM1_BASE, COM1_LEN), serial.clone())
         .map_err(|e| Error::Internal(format!("serial: {e}")))?;
-    io.register_pio(pio(EXIT_PORT_BASE, 4), Arc::new(ExitPort::new(exit_link.clone())))
-        .map_err(|e| Error::Internal(format!("exit port: {e}")))?;
+    io.register_pio(
+        pio(EXIT_PORT_BASE, 4),
+        Arc::new(ExitPort::new(exit_link.clone())),
+    )
+    .map_err(|e| Error::Internal(format!("exit port: {e}")))?;
 
     // vCPUs.
     let cpuid_base = kvm
@@ -306,10 +322,13 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
     let mut fds = Vec::new();
     for index in 0..config.cpus {
-        let fd = vm.create_vcpu(u64::from(index)).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+        let fd = vm
+            .create_vcpu(u64::from(index))
+            .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
         let mut cpuid = cpuid_base.clone();
         crate::cpuid::patch(&mut cpuid, index, config.cpus);
-        fd.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        fd.set_cpuid2(&cpuid)
+            .map_err(Error::kvm("KVM_SET_CPUID2"))?;
         fds.push(fd);
     }
     boot::setup_bsp(&fds[0], kernel.protocol, kernel.entry, info)?;
@@ -348,7 +367,11 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
                     if elapsed >= limit {
                         break VmEnd::Timeout(limit);
                     }
-                    end = ctx.ended.wait_timeout(end, limit - elapsed).unwrap_or_else(|e| e.into_inner()).0;
+                    end = ctx
+                        .ended
+                        .wait_timeout(end, limit - elapsed)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
                 None => end = ctx.ended.wait(end).unwrap_or_else(|e| e.into_inner()),
             }
@@ -369,4 +392,42 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         counters: ctx.dispatch.counters.clone(),
         elapsed: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_end_has_its_own_status_and_guest_exits_are_odd() {
+        let ends = [
+            VmEnd::Crash("x".into()),
+            VmEnd::Unhandled("x".into()),
+            VmEnd::Timeout(Duration::from_secs(1)),
+            VmEnd::Failure("x".into()),
+        ];
+        let statuses: Vec<i32> = ends.iter().map(VmEnd::status).collect();
+        assert_eq!(statuses, [4, 6, 10, 8]);
+        assert!(ends.iter().all(|e| e.message().is_some()));
+        assert_eq!(
+            VmEnd::GuestExit(devices::legacy::ExitPort::<ExitLink>::status_for(0x10)).status(),
+            0x21
+        );
+        assert_eq!(VmEnd::GuestExit(1).message(), None);
+    }
+
+    #[test]
+    fn impossible_sizes_are_refused_before_kvm() {
+        let bad = |cpus, mem_mib| {
+            validate(&VmConfig {
+                cpus,
+                mem_mib,
+                ..VmConfig::default()
+            })
+        };
+        assert!(matches!(bad(0, 128), Err(Error::BadConfig(_))));
+        assert!(matches!(bad(1, 2), Err(Error::BadConfig(_))));
+        assert!(matches!(bad(1, u64::MAX >> 21), Err(Error::BadConfig(_))));
+        assert!(bad(2, 64).is_ok());
+    }
 }

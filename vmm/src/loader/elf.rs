@@ -230,7 +230,9 @@ impl Symbols {
                 if !matches!(info & 0xf, STT_FUNC | STT_OBJECT | STT_NOTYPE) || value == 0 {
                     continue;
                 }
-                let Some(name) = strtab.get(name_off..).and_then(|n| n.split(|&b| b == 0).next())
+                let Some(name) = strtab
+                    .get(name_off..)
+                    .and_then(|n| n.split(|&b| b == 0).next())
                 else {
                     continue;
                 };
@@ -247,51 +249,54 @@ impl Symbols {
     /// `name+0xoff` for the symbol containing `addr` (or the nearest one below it when sizes
     /// are unknown).
     pub fn describe(&self, addr: u64) -> Option<String> {
-        let idx = self.entries.partition_point(|e| e.0 <= addr).checked_sub(1)?;
+        let idx = self
+            .entries
+            .partition_point(|e| e.0 <= addr)
+            .checked_sub(1)?;
         let (start, size, name) = &self.entries[idx];
         if *size != 0 && addr >= start + size {
             return None;
         }
-        Some(format!("{:#}+{:#x}", rustc_demangle::demangle(name), addr - start))
+        Some(format!(
+            "{:#}+{:#x}",
+            rustc_demangle::demangle(name),
+            addr - start
+        ))
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests_support {
-    use super::*;
-
-    /// A minimal ELF64 executable with one PT_LOAD segment.
-    pub(crate) fn tiny_elf64(entry: u64, paddr: u64, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 64 + 56];
-        f[..4].copy_from_slice(&ELF_MAGIC);
-        f[EI_CLASS] = ELFCLASS64;
-        f[EI_DATA] = ELFDATA2LSB;
-        f[6] = 1;
-        f[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
-        f[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
-        f[24..32].copy_from_slice(&entry.to_le_bytes());
-        f[32..40].copy_from_slice(&64u64.to_le_bytes());
-        f[54..56].copy_from_slice(&56u16.to_le_bytes());
-        f[56..58].copy_from_slice(&1u16.to_le_bytes());
-        let ph = 64;
-        f[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
-        f[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes());
-        f[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
-        f[ph + 32..ph + 40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        f[ph + 40..ph + 48].copy_from_slice(&(payload.len() as u64 + 16).to_le_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
+/// A minimal ELF64 executable with one PT_LOAD segment of `payload` (plus 16 bytes of BSS)
+/// at `paddr`: for tests of loaders and of the VMM's bad-input handling.
+#[doc(hidden)]
+pub fn minimal_elf64(entry: u64, paddr: u64, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 64 + 56];
+    f[..4].copy_from_slice(&ELF_MAGIC);
+    f[EI_CLASS] = ELFCLASS64;
+    f[EI_DATA] = ELFDATA2LSB;
+    f[6] = 1;
+    f[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+    f[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+    f[24..32].copy_from_slice(&entry.to_le_bytes());
+    f[32..40].copy_from_slice(&64u64.to_le_bytes());
+    f[54..56].copy_from_slice(&56u16.to_le_bytes());
+    f[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let ph = 64;
+    f[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+    f[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes());
+    f[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
+    f[ph + 32..ph + 40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    f[ph + 40..ph + 48].copy_from_slice(&(payload.len() as u64 + 16).to_le_bytes());
+    f.extend_from_slice(payload);
+    f
 }
 
 #[cfg(test)]
 mod tests {
-    use super::tests_support::tiny_elf64;
     use super::*;
 
     #[test]
     fn parses_a_minimal_executable() {
-        let img = tiny_elf64(0x100000, 0x100000, &[0xf4; 8]);
+        let img = minimal_elf64(0x100000, 0x100000, &[0xf4; 8]);
         let elf = parse(&img).unwrap();
         assert_eq!(elf.class, ElfClass::Elf64);
         assert_eq!(elf.entry, 0x100000);
@@ -300,7 +305,7 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_inconsistent_images() {
-        let img = tiny_elf64(0x100000, 0x100000, &[0xf4; 8]);
+        let img = minimal_elf64(0x100000, 0x100000, &[0xf4; 8]);
         for cut in [3, 20, 64, 100, 127] {
             assert!(parse(&img[..cut]).is_err(), "cut at {cut}");
         }
@@ -316,7 +321,7 @@ mod tests {
     #[test]
     fn random_bytes_never_panic() {
         let mut x = 0x1234_5678_9abc_def0u64;
-        let base = tiny_elf64(0x100000, 0x100000, &[0; 32]);
+        let base = minimal_elf64(0x100000, 0x100000, &[0; 32]);
         for _ in 0..20_000 {
             let mut img = base.clone();
             for _ in 0..4 {

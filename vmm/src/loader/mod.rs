@@ -108,7 +108,9 @@ pub fn load_kernel(mem: &GuestMemoryMmap, image: &[u8], path: &Path) -> Result<L
         .iter()
         .any(|s| (s.paddr..s.paddr + s.memsz.max(1)).contains(&entry))
     {
-        return Err(bad(format!("entry point {entry:#x} is outside the loaded image")));
+        return Err(bad(format!(
+            "entry point {entry:#x} is outside the loaded image"
+        )));
     }
     Ok(LoadedKernel {
         protocol,
@@ -184,7 +186,11 @@ pub fn write_boot_info(
     let mut flags = multiboot::INFO_MEM | multiboot::INFO_MMAP | multiboot::INFO_LOADER_NAME;
 
     let low_end = ram_ranges.first().map_or(0, |r| r.0 + r.1);
-    write_u32(mem, info + multiboot::INFO_OFF_MEM_LOWER, (layout::LOW_RAM_END / 1024) as u32)?;
+    write_u32(
+        mem,
+        info + multiboot::INFO_OFF_MEM_LOWER,
+        (layout::LOW_RAM_END / 1024) as u32,
+    )?;
     write_u32(
         mem,
         info + multiboot::INFO_OFF_MEM_UPPER,
@@ -209,14 +215,20 @@ pub fn write_boot_info(
     }
     let at = area.place(mem, &map, "the memory map")?;
     write_u32(mem, info + multiboot::INFO_OFF_MMAP_ADDR, at)?;
-    write_u32(mem, info + multiboot::INFO_OFF_MMAP_LENGTH, map.len() as u32)?;
+    write_u32(
+        mem,
+        info + multiboot::INFO_OFF_MMAP_LENGTH,
+        map.len() as u32,
+    )?;
 
     if !modules.is_empty() {
         let mut next = kernel_end.next_multiple_of(4096);
         let mut entries = Vec::new();
         for m in modules {
             let len = m.bytes.len() as u64;
-            if next.checked_add(len).is_none_or(|end| end > u64::from(u32::MAX))
+            if next
+                .checked_add(len)
+                .is_none_or(|end| end > u64::from(u32::MAX))
                 || !in_ram(mem, next, len)
             {
                 return Err(Error::DoesNotFit {
@@ -239,7 +251,11 @@ pub fn write_boot_info(
         }
         let at = area.place(mem, &entries, "the module list")?;
         write_u32(mem, info + multiboot::INFO_OFF_MODS_ADDR, at)?;
-        write_u32(mem, info + multiboot::INFO_OFF_MODS_COUNT, modules.len() as u32)?;
+        write_u32(
+            mem,
+            info + multiboot::INFO_OFF_MODS_COUNT,
+            modules.len() as u32,
+        )?;
         flags |= multiboot::INFO_MODS;
     }
     write_u32(mem, info + multiboot::INFO_OFF_FLAGS, flags)?;
@@ -257,16 +273,16 @@ mod tests {
     #[test]
     fn elf64_kernel_loads_and_a_too_large_one_is_refused() {
         let mem = memory(4);
-        let img = elf::tests_support::tiny_elf64(0x100000, 0x100000, &[0xf4; 16]);
+        let img = elf::minimal_elf64(0x100000, 0x100000, &[0xf4; 16]);
         let k = load_kernel(&mem, &img, Path::new("k")).unwrap();
         assert_eq!(k.protocol, BootProtocol::Elf64);
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x100000)).unwrap(), 0xf4);
-        let far = elf::tests_support::tiny_elf64(0x800000, 0x800000, &[0xf4; 16]);
+        let far = elf::minimal_elf64(0x800000, 0x800000, &[0xf4; 16]);
         assert!(matches!(
             load_kernel(&mem, &far, Path::new("k")),
             Err(Error::DoesNotFit { .. })
         ));
-        let low = elf::tests_support::tiny_elf64(0x7000, 0x7000, &[0xf4; 16]);
+        let low = elf::minimal_elf64(0x7000, 0x7000, &[0xf4; 16]);
         assert!(matches!(
             load_kernel(&mem, &low, Path::new("k")),
             Err(Error::BadKernel { .. })
@@ -289,7 +305,10 @@ mod tests {
             }],
         )
         .unwrap();
-        let rd = |off: u64| mem.read_obj::<u32>(GuestAddress(layout::MBI + off)).unwrap();
+        let rd = |off: u64| {
+            mem.read_obj::<u32>(GuestAddress(layout::MBI + off))
+                .unwrap()
+        };
         let flags = rd(multiboot::INFO_OFF_FLAGS);
         assert_eq!(flags & multiboot::INFO_MODS, multiboot::INFO_MODS);
         assert_eq!(rd(multiboot::INFO_OFF_MEM_UPPER), 7 * 1024);
@@ -297,7 +316,11 @@ mod tests {
         let mods = u64::from(rd(multiboot::INFO_OFF_MODS_ADDR));
         let start = mem.read_obj::<u32>(GuestAddress(mods)).unwrap();
         assert_eq!(start, 0x124000, "modules are page aligned after the kernel");
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(u64::from(start) + 4999)).unwrap(), 7);
+        assert_eq!(
+            mem.read_obj::<u8>(GuestAddress(u64::from(start) + 4999))
+                .unwrap(),
+            7
+        );
         assert_eq!(memory_map(&ranges).len(), 3);
     }
 
@@ -305,7 +328,16 @@ mod tests {
     fn oversized_module_and_command_line_are_refused() {
         let mem = memory(4);
         let big = vec![0u8; 4 << 20];
-        let r = write_boot_info(&mem, &[(0, 4 << 20)], 0x200000, "", &[Module { name: "m", bytes: &big }]);
+        let r = write_boot_info(
+            &mem,
+            &[(0, 4 << 20)],
+            0x200000,
+            "",
+            &[Module {
+                name: "m",
+                bytes: &big,
+            }],
+        );
         assert!(matches!(r, Err(Error::DoesNotFit { .. })));
         let long = "x".repeat(64 * 1024);
         assert!(matches!(

@@ -174,9 +174,13 @@ mod tests {
 
     fn header_words(flags: u32, extra: &[u32]) -> Vec<u8> {
         let mut v = Vec::new();
-        for w in [HEADER_MAGIC, flags, 0u32.wrapping_sub(HEADER_MAGIC.wrapping_add(flags))]
-            .iter()
-            .chain(extra)
+        for w in [
+            HEADER_MAGIC,
+            flags,
+            0u32.wrapping_sub(HEADER_MAGIC.wrapping_add(flags)),
+        ]
+        .iter()
+        .chain(extra)
         {
             v.extend_from_slice(&w.to_le_bytes());
         }
