@@ -5,7 +5,7 @@
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::serial;
 
@@ -27,8 +27,10 @@ pub const TSS_SEL: u16 = 0x40;
 /// project runs on (kvm_pvm emulates neither `int n` in long mode nor SYSCALL privilege).
 pub const GATE_VECTOR: u8 = 3;
 
-/// RFLAGS for test bodies: IOPL = 3, reserved bit 1, IF clear.
-const USER_RFLAGS: u64 = (3 << 12) | 0x2;
+/// RFLAGS for test bodies: IOPL = 3, IF set, reserved bit 1. Test bodies run with interrupts
+/// enabled (some hosts, kvm_pvm among them, force IF = 1 in user mode anyway); they mask
+/// interrupts with the APIC's TPR or by staying in the gate.
+const USER_RFLAGS: u64 = (3 << 12) | (1 << 9) | 0x2;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 const USER_STACK_SIZE: usize = 64 * 1024;
@@ -125,6 +127,28 @@ pub static PER_CPU: [PerCpu; MAX_CPUS] = {
 
 /// Interrupt handlers for vectors 32–255, called at CPL0 (they must be SSE- and libcore-free).
 static IRQ_HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+
+/// Interrupts taken, per CPU and vector.
+pub static IRQ_COUNT: [[AtomicU32; 256]; MAX_CPUS] =
+    [const { [const { AtomicU32::new(0) }; 256] }; MAX_CPUS];
+/// Total interrupts taken per CPU (what `sys::halt_while` waits on).
+pub static IRQ_TOTAL: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// The order in which vectors arrived, per CPU (the first `ORDER_LEN`).
+pub const ORDER_LEN: usize = 64;
+pub static IRQ_ORDER: [[AtomicU8; ORDER_LEN]; MAX_CPUS] =
+    [const { [const { AtomicU8::new(0) }; ORDER_LEN] }; MAX_CPUS];
+/// TSC at the last interrupt's arrival, per CPU.
+pub static IRQ_LAST_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Vectors whose handler writes EOI itself (bit n = vector n); the rest get EOI on return.
+pub static NO_AUTO_EOI: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// CR3 of the bootstrap CPU, for the APs' trampoline.
+static BOOT_CR3: AtomicU64 = AtomicU64::new(0);
+/// Next CPU index an AP takes, and how many APs are up.
+pub static AP_NEXT_INDEX: AtomicU32 = AtomicU32::new(1);
+pub static AP_ONLINE: AtomicU32 = AtomicU32::new(0);
+/// `fn(cpu)` the APs run at CPL3.
+pub static AP_MAIN: AtomicUsize = AtomicUsize::new(0);
 
 /// Saved state of a trap, in the order the common stub pushes it.
 #[repr(C)]
@@ -396,8 +420,35 @@ struct DescriptorPointer {
     base: u64,
 }
 
+const CR0_MP: u64 = 1 << 1;
+const CR0_EM: u64 = 1 << 2;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+
+/// Lets CPL3 code use SSE (libcore's formatting does): SDM vol. 3 §14.1.3.
+fn enable_sse() {
+    // SAFETY: CPL0 control-register updates that only enable SSE state handling.
+    unsafe {
+        asm!(
+            "mov {t}, cr0",
+            "and {t}, {not_em}",
+            "or {t}, {mp}",
+            "mov cr0, {t}",
+            "mov {t}, cr4",
+            "or {t}, {osfx}",
+            "mov cr4, {t}",
+            t = out(reg) _,
+            not_em = in(reg) !CR0_EM,
+            mp = const CR0_MP,
+            osfx = const CR4_OSFXSR | CR4_OSXMMEXCPT,
+            options(nomem, nostack)
+        )
+    };
+}
+
 /// Sets up CPU `cpu`'s GDT entry, TSS and IDT, and loads them.
 fn init_cpu(cpu: usize) {
+    enable_sse();
     let tss = TSS.get() as *mut Tss;
     let ist_base = IST_STACKS.get() as u64 + (cpu * IST_STACK_SIZE * IST_COUNT) as u64;
     // SAFETY: `cpu` < MAX_CPUS; each CPU writes only its own TSS and GDT slot.
@@ -465,7 +516,8 @@ fn init_cpu(cpu: usize) {
 
 /// Drops to CPL3 on CPU `cpu`'s user stack and runs `f(arg)` there.
 fn enter_user(cpu: usize, f: extern "C" fn(u64) -> !, arg: u64) -> ! {
-    let stack_top = USER_STACKS.get() as u64 + ((cpu + 1) * USER_STACK_SIZE) as u64;
+    // Entered as if called: RSP + 8 is 16-byte aligned (System V ABI §3.2.2).
+    let stack_top = USER_STACKS.get() as u64 + ((cpu + 1) * USER_STACK_SIZE) as u64 - 8;
     // SAFETY: builds an IRETQ frame to user code with a user stack of its own.
     unsafe {
         asm!(
@@ -486,8 +538,29 @@ fn enter_user(cpu: usize, f: extern "C" fn(u64) -> !, arg: u64) -> ! {
     }
 }
 
+/// RDMSR at CPL0 (no fixup: for registers that exist).
+pub fn rdmsr_cpl0(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: CPL0 only; the caller names an MSR that exists.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// WRMSR at CPL0 (no fixup).
+pub fn wrmsr_cpl0(msr: u32, value: u64) {
+    // SAFETY: CPL0 only; the caller names an MSR that exists.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nomem, nostack))
+    };
+}
+
 /// First Rust code on the bootstrap CPU, at CPL0.
 extern "C" fn rust_entry(info: u64, _magic: u64) -> ! {
+    let cr3: u64;
+    // SAFETY: reads CR3 at CPL0.
+    unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack)) };
+    BOOT_CR3.store(cr3, Ordering::SeqCst);
     init_idt();
     init_cpu(0);
 
@@ -508,15 +581,33 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     } else if vector < 32 {
         exception(frame);
     } else {
-        let cpu = this_cpu();
-        cpu.interrupts.fetch_add(1, Ordering::Relaxed);
-        let handler = IRQ_HANDLERS[vector as usize].load(Ordering::Relaxed);
-        if handler != 0 {
-            // SAFETY: only `set_irq_handler` stores into the table, from a `fn(&mut TrapFrame)`.
-            let handler: fn(&mut TrapFrame) = unsafe { core::mem::transmute(handler) };
-            handler(frame);
-        }
+        interrupt(frame);
     }
+}
+
+fn interrupt(frame: &mut TrapFrame) {
+    let index = cpu_index();
+    let vector = frame.vector as usize;
+    IRQ_LAST_TSC[index].store(rdtsc(), Ordering::Relaxed);
+    let seen = IRQ_TOTAL[index].load(Ordering::Relaxed) as usize;
+    if seen < ORDER_LEN {
+        IRQ_ORDER[index][seen].store(vector as u8, Ordering::Relaxed);
+    }
+    IRQ_COUNT[index][vector].fetch_add(1, Ordering::Relaxed);
+    PER_CPU[index].interrupts.fetch_add(1, Ordering::Relaxed);
+    let handler = IRQ_HANDLERS[vector].load(Ordering::Relaxed);
+    if handler != 0 {
+        // SAFETY: only `set_irq_handler` stores into the table, from a `fn(&mut TrapFrame)`.
+        let handler: fn(&mut TrapFrame) = unsafe { core::mem::transmute(handler) };
+        handler(frame);
+    }
+    let own_eoi = NO_AUTO_EOI[vector / 64].load(Ordering::Relaxed) & (1 << (vector % 64)) != 0;
+    // The spurious vector is not in service: no EOI (SDM §11.9).
+    if vector != usize::from(crate::apic::SPURIOUS_VECTOR) && !own_eoi {
+        crate::apic::eoi();
+    }
+    // Counted last, so a waiter that sees the total also sees the handler's effects.
+    IRQ_TOTAL[index].fetch_add(1, Ordering::SeqCst);
 }
 
 fn exception(frame: &mut TrapFrame) {
@@ -554,5 +645,144 @@ fn exception(frame: &mut TrapFrame) {
     loop {
         // SAFETY: parks the CPU; the VMM ends the VM on the exit-port write.
         unsafe { asm!("cli", "hlt") };
+    }
+}
+
+/// Where the APs' real-mode trampoline is copied: SIPI vector `TRAMPOLINE_BASE >> 12`.
+pub const TRAMPOLINE_BASE: u64 = 0x30000;
+const AP_BOOT_STACK_SIZE: usize = 4096;
+static AP_BOOT_STACKS: Global<Stacks<{ AP_BOOT_STACK_SIZE * MAX_CPUS }>> =
+    Global::new(Stacks([0; AP_BOOT_STACK_SIZE * MAX_CPUS]));
+
+// The AP trampoline, assembled here and copied to TRAMPOLINE_BASE at run time; its code
+// addresses itself as TRAMPOLINE_BASE + (label - ap_trampoline). An AP starts in real mode
+// at CS = TRAMPOLINE_BASE >> 4, IP = 0 (SDM vol. 3 §9.4.4), and climbs to long mode with the
+// bootstrap CPU's page tables (patched into `tramp_cr3`) before jumping to `ap_start64`.
+global_asm!(
+    ".pushsection .rodata.trampoline, \"a\"",
+    ".globl ap_trampoline",
+    ".globl ap_trampoline_end",
+    ".globl tramp_cr3",
+    ".globl tramp_entry",
+    ".set TB, {base}",
+    ".code16",
+    // Data first, at fixed offsets (the assembler cannot subtract labels inside a memory
+    // operand): 8 CR3, 16 the 64-bit entry, 24 a GDT, 56 its pointer; code from 64.
+    "ap_trampoline:",
+    ".byte 0xeb, 62",
+    ".balign 8, 0",
+    "tramp_cr3: .quad 0",
+    "tramp_entry: .quad 0",
+    ".quad 0",
+    ".quad 0x00af9a000000ffff",
+    ".quad 0x00cf92000000ffff",
+    ".quad 0x00cf9a000000ffff",
+    ".word 31",
+    ".long TB + 24",
+    ".word 0",
+    "cli",
+    "mov ax, cs",
+    "mov ds, ax",
+    "lgdt [56]",
+    "mov eax, cr0",
+    "or eax, 1",
+    "mov cr0, eax",
+    ".byte 0x66, 0xea",
+    ".long TB + (tramp32 - ap_trampoline)",
+    ".word 0x18",
+    ".code32",
+    "tramp32:",
+    "mov ax, 0x10",
+    "mov ds, ax",
+    "mov es, ax",
+    "mov ss, ax",
+    "mov eax, [TB + 8]",
+    "mov cr3, eax",
+    "mov eax, cr4",
+    "or eax, 0x20",
+    "mov cr4, eax",
+    "mov ecx, 0xC0000080",
+    "rdmsr",
+    "or eax, 0x100",
+    "wrmsr",
+    "mov eax, cr0",
+    "or eax, 0x80000001",
+    "mov cr0, eax",
+    ".byte 0xea",
+    ".long TB + (tramp64 - ap_trampoline)",
+    ".word 0x08",
+    ".code64",
+    "tramp64:",
+    "mov rax, [TB + 16]",
+    "jmp rax",
+    "ap_trampoline_end:",
+    ".popsection",
+    ".pushsection .text.entry, \"ax\"",
+    ".globl ap_start64",
+    "ap_start64:",
+    "mov eax, 1",
+    "lock xadd [rip + {next}], eax",
+    "mov edi, eax",
+    "lea rsp, [rip + {stacks}]",
+    "lea rax, [rdi + 1]",
+    "imul rax, rax, {stack_size}",
+    "add rsp, rax",
+    "call {entry}",
+    "3: hlt",
+    "jmp 3b",
+    ".popsection",
+    base = const TRAMPOLINE_BASE,
+    next = sym AP_NEXT_INDEX,
+    stacks = sym AP_BOOT_STACKS,
+    stack_size = const AP_BOOT_STACK_SIZE,
+    entry = sym ap_rust_entry,
+);
+
+extern "C" {
+    static ap_trampoline: u8;
+    static ap_trampoline_end: u8;
+    static tramp_cr3: u8;
+    static tramp_entry: u8;
+    fn ap_start64();
+}
+
+/// Copies the trampoline to TRAMPOLINE_BASE and patches CR3 and the 64-bit entry.
+pub fn install_trampoline() {
+    let start = core::ptr::addr_of!(ap_trampoline) as usize;
+    let end = core::ptr::addr_of!(ap_trampoline_end) as usize;
+    let cr3_off = core::ptr::addr_of!(tramp_cr3) as usize - start;
+    let entry_off = core::ptr::addr_of!(tramp_entry) as usize - start;
+    let dst = TRAMPOLINE_BASE as usize as *mut u8;
+    // SAFETY: TRAMPOLINE_BASE is free RAM below the kernel, identity- and user-mapped.
+    unsafe {
+        core::ptr::copy_nonoverlapping(start as *const u8, dst, end - start);
+        (dst.add(cr3_off) as *mut u64).write_volatile(BOOT_CR3.load(Ordering::SeqCst));
+        (dst.add(entry_off) as *mut u64).write_volatile(ap_start64 as *const () as u64);
+    }
+}
+
+/// First Rust code on an AP, at CPL0, on its boot stack.
+extern "C" fn ap_rust_entry(cpu: u64) -> ! {
+    let cpu = cpu as usize;
+    if cpu >= MAX_CPUS {
+        loop {
+            // SAFETY: parks an AP the runtime has no room for.
+            unsafe { asm!("cli", "hlt") };
+        }
+    }
+    init_cpu(cpu);
+    AP_ONLINE.fetch_add(1, Ordering::SeqCst);
+    enter_user(cpu, ap_user_entry, cpu as u64)
+}
+
+extern "C" fn ap_user_entry(cpu: u64) -> ! {
+    let main = AP_MAIN.load(Ordering::SeqCst);
+    if main != 0 {
+        // SAFETY: `smp::start_aps` stores a `fn(usize)` here.
+        let main: fn(usize) = unsafe { core::mem::transmute(main) };
+        main(cpu as usize);
+    }
+    loop {
+        crate::sys::halt();
     }
 }

@@ -11,11 +11,14 @@
 //! SSE, so its own CPL0 code is safe; CPL0 code must not call into libcore's formatting.
 #![no_std]
 
+pub mod apic;
 pub mod arch;
 pub mod boot;
 pub mod mem;
 pub mod serial;
+pub mod smp;
 pub mod sys;
+pub mod testing;
 
 pub use boot::BootInfo;
 

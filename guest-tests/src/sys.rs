@@ -15,6 +15,7 @@ const SYS_RDMSR: u64 = 1;
 const SYS_WRMSR: u64 = 2;
 const SYS_HALT: u64 = 3;
 const SYS_TRIPLE_FAULT: u64 = 4;
+const SYS_HALT_WHILE: u64 = 5;
 
 /// An exception taken while running a test body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +61,12 @@ pub fn wrmsr(msr: u32, value: u64) -> Result<(), u64> {
 /// `sti; hlt` at CPL0: waits for the next interrupt, which is handled before this returns.
 pub fn halt() {
     gate(SYS_HALT, 0, 0);
+}
+
+/// Halts until an interrupt if `*counter == value` when checked with interrupts off: no
+/// wake-up is lost between a caller's check and the halt.
+pub fn halt_while(counter: &core::sync::atomic::AtomicU32, value: u32) {
+    gate(SYS_HALT_WHILE, counter.as_ptr() as u64, u64::from(value));
 }
 
 /// Loads an empty IDT and raises #UD: #UD, #GP and #DF cannot be delivered, so the CPU
@@ -133,6 +140,15 @@ pub(crate) fn syscall(frame: &mut TrapFrame) {
         SYS_HALT => {
             // SAFETY: interrupts are taken on their own IST stack and return here.
             unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+            frame.rdx = 0;
+        }
+        SYS_HALT_WHILE => {
+            // SAFETY: the caller passed a pointer to an AtomicU32 it owns.
+            let current = unsafe { (*(frame.rdi as *const core::sync::atomic::AtomicU32)).load(Ordering::SeqCst) };
+            if u64::from(current) == frame.rsi {
+                // SAFETY: STI's shadow covers HLT, so a pending interrupt wakes it.
+                unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+            }
             frame.rdx = 0;
         }
         SYS_TRIPLE_FAULT => {

@@ -6,6 +6,7 @@ pub mod cpuid;
 pub mod dispatch;
 pub mod error;
 pub mod guests;
+pub mod irqchip;
 pub mod layout;
 pub mod loader;
 pub mod vcpu;

@@ -41,6 +41,10 @@ enum Command {
         /// Stop the guest after this many seconds (exit status 10).
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
+        /// Interrupt controller backend: emulated (Postbox's models), kernel (KVM's LAPIC)
+        /// or bypass (VFIO + posted interrupts in hardware).
+        #[arg(long, default_value = "emulated", value_name = "BACKEND")]
+        irqchip: vmm::irqchip::IrqchipKind,
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
             initrd,
             cmdline,
             timeout: t,
+            irqchip,
         } => {
             let timeout = match timeout(t) {
                 Ok(t) => t,
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
                 initrd,
                 cmdline,
                 timeout,
+                irqchip,
             };
             match vm::run(&config) {
                 Ok(r) => {

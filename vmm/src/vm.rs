@@ -19,6 +19,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRe
 
 use crate::dispatch::{Dispatcher, ExitCounters};
 use crate::error::{self, Error, Result};
+use crate::irqchip::IrqchipKind;
 use crate::loader::{self, elf::Symbols, Module};
 use crate::vcpu::{self, VcpuHandle};
 use crate::{boot, layout};
@@ -42,6 +43,7 @@ pub struct VmConfig {
     pub initrd: Option<PathBuf>,
     pub cmdline: String,
     pub timeout: Option<Duration>,
+    pub irqchip: IrqchipKind,
 }
 
 impl Default for VmConfig {
@@ -53,6 +55,7 @@ impl Default for VmConfig {
             initrd: None,
             cmdline: String::new(),
             timeout: None,
+            irqchip: IrqchipKind::default(),
         }
     }
 }
@@ -282,6 +285,12 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     vm.enable_cap(&msr_cap)
         .map_err(Error::kvm("enabling KVM_CAP_X86_USER_SPACE_MSR"))?;
 
+    if config.irqchip == IrqchipKind::Bypass {
+        return Err(Error::BadConfig(
+            "--irqchip bypass is not implemented yet (issue 7); use emulated or kernel".into(),
+        ));
+    }
+    config.irqchip.setup_vm(&vm)?;
     let memory = create_memory(&vm, config.mem_mib)?;
     let kernel = loader::load_kernel(&memory, &image, &kernel_path)?;
     let initrd_name = config
@@ -345,12 +354,13 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     *exit_link.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&ctx));
 
     let started = Instant::now();
+    let kvm_starts_aps = config.irqchip.kvm_starts_aps();
     let mut threads = Vec::new();
     for (index, fd) in fds.into_iter().enumerate() {
         let ctx = ctx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{index}"))
-            .spawn(move || vcpu::run(index, fd, ctx, index != 0))
+            .spawn(move || vcpu::run(index, fd, ctx, index != 0 && !kvm_starts_aps))
             .map_err(|e| Error::Internal(format!("cannot start vCPU thread: {e}")))?;
         threads.push(thread);
     }
