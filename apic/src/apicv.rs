@@ -96,6 +96,10 @@ pub enum VmExit {
     VirtualizedEoi { vector: u8 },
     /// Exit reason 43, TPR below threshold (trap-like).
     TprBelowThreshold,
+    /// Exit reason 28, control-register access: MOV to CR8 without a TPR shadow.
+    Cr8Write,
+    /// Exit reason 28: MOV from CR8 without a TPR shadow.
+    Cr8Read,
     /// Exit reason 31, RDMSR not virtualized.
     MsrRead { msr: u32 },
     /// Exit reason 32, WRMSR not virtualized.
@@ -257,21 +261,21 @@ impl VirtualApic {
         }
     }
 
-    /// PPR virtualization (§30.1.3): VPPR = VTPR when VTPR[7:4] ≥ SVI[7:4], else SVI & 0xf0.
+    /// PPR virtualization (§30.1.3): VPPR = VTPR when VTPR\[7:4\] ≥ SVI\[7:4\], else SVI & 0xf0.
     fn ppr_virtualization(&mut self) {
         let vppr = processor_priority(self.vtpr(), self.svi);
         self.apic.page_mut().write(APIC_PPR, u32::from(vppr));
     }
 
     /// Evaluation of pending virtual interrupts (§30.2.1): a virtual interrupt is recognized
-    /// when RVI[7:4] > VPPR[7:4]. Returns the vector the VMM delivers (as it would inject
+    /// when RVI\[7:4\] > VPPR\[7:4\]. Returns the vector the VMM delivers (as it would inject
     /// an interrupt) when the guest can take it, with [`Self::deliver`].
     pub fn evaluate(&self) -> Option<u8> {
         (self.vid() && self.rvi >> 4 > self.vppr() >> 4).then_some(self.rvi)
     }
 
-    /// Virtual-interrupt delivery (§30.2.2): VISR[RVI] = 1, SVI = RVI, VPPR = RVI & 0xf0,
-    /// VIRR[RVI] = 0, RVI = highest remaining VIRR bit (or 0). Returns the delivered vector.
+    /// Virtual-interrupt delivery (§30.2.2): VISR\[RVI\] = 1, SVI = RVI, VPPR = RVI & 0xf0,
+    /// VIRR\[RVI\] = 0, RVI = highest remaining VIRR bit (or 0). Returns the delivered vector.
     pub fn deliver(&mut self) -> Option<u8> {
         let vector = self.evaluate()?;
         let page = self.apic.page_mut();
@@ -336,7 +340,7 @@ impl VirtualApic {
         }
     }
 
-    /// EOI virtualization (§30.1.4): VISR[SVI] = 0, SVI = highest VISR, PPR virtualization;
+    /// EOI virtualization (§30.1.4): VISR\[SVI\] = 0, SVI = highest VISR, PPR virtualization;
     /// EOI-induced exit when the vector is in the EOI-exit bitmap.
     fn eoi_virtualization(&mut self) -> Access<()> {
         let vector = self.svi;
@@ -351,7 +355,7 @@ impl VirtualApic {
         }
     }
 
-    /// Self-IPI virtualization (§30.1.5): VIRR[vector] = 1, RVI = max(RVI, vector).
+    /// Self-IPI virtualization (§30.1.5): VIRR\[vector\] = 1, RVI = max(RVI, vector).
     fn self_ipi_virtualization(&mut self, vector: u8) {
         self.apic.page_mut().set(VectorArray::Irr, vector);
         self.rvi = self.rvi.max(vector);
@@ -380,6 +384,27 @@ impl VirtualApic {
             self.rvi = self.rvi.max(highest);
         }
         self.evaluate()
+    }
+
+    /// MOV to CR8 with "use TPR shadow" (§30.3): VTPR = CR8\[3:0\] << 4 (bytes 81H–83H
+    /// cleared), then TPR virtualization. Bits 63:4 set: #GP.
+    pub fn cr8_write(&mut self, value: u64) -> Access<()> {
+        if !self.controls.use_tpr_shadow {
+            return Access::Exit(VmExit::Cr8Write);
+        }
+        if value >> 4 != 0 {
+            return Access::Fault(Exception::GeneralProtection);
+        }
+        self.apic.page_mut().write(APIC_TPR, (value as u32) << 4);
+        self.tpr_virtualization()
+    }
+
+    /// MOV from CR8 with "use TPR shadow" (§30.3): VTPR\[7:4\].
+    pub fn cr8_read(&self) -> Access<u64> {
+        if !self.controls.use_tpr_shadow {
+            return Access::Exit(VmExit::Cr8Read);
+        }
+        Access::Virtualized(u64::from(self.vtpr() >> 4))
     }
 
     // -----------------------------------------------------------------------------------
@@ -460,7 +485,7 @@ impl VirtualApic {
 
     /// Whether an access to the APIC-access page exits before any virtualization: the
     /// controls decide (a VMM sets "virtualize APIC accesses" only in xAPIC mode); accesses
-    /// wider than 4 bytes, beyond offset 3FFH or spanning a dword boundary exit (§30.4.1).
+    /// wider than 4 bytes, beyond offset 3FFH or spanning a dword boundary exit (§30.4.2, §30.4.3.1).
     fn mmio_access_exits(&self, offset: u64, len: usize) -> bool {
         let len = len as u64;
         !self.controls.virtualize_apic_accesses
@@ -590,9 +615,11 @@ impl VirtualApic {
                         .mmio_write(u64::from(offset), &value.to_le_bytes(), now))
                 }
             }
-            VmExit::ApicAccess { .. } | VmExit::MsrRead { .. } | VmExit::MsrWrite { .. } => {
-                Ok(Actions::new())
-            }
+            VmExit::ApicAccess { .. }
+            | VmExit::MsrRead { .. }
+            | VmExit::MsrWrite { .. }
+            | VmExit::Cr8Write
+            | VmExit::Cr8Read => Ok(Actions::new()),
         };
         self.vm_entry();
         result

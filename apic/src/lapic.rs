@@ -18,7 +18,7 @@ pub struct ApicConfig {
     /// Advertise "suppress EOI broadcast" in the version register (bit 24), making SVR
     /// bit 12 writable (directed EOI, §11.8.5).
     pub directed_eoi: bool,
-    /// TSC-deadline timer mode supported (CPUID.01H:ECX[24]); makes LVT timer bit 18 and
+    /// TSC-deadline timer mode supported (CPUID.01H:ECX\[24\]); makes LVT timer bit 18 and
     /// IA32_TSC_DEADLINE available.
     pub tsc_deadline: bool,
     /// Clock relation for the timer. Time unit of the whole model: guest TSC ticks.
@@ -103,8 +103,8 @@ impl LvtEntry {
     }
 }
 
-/// Computes the processor priority (§11.8.3.1): PPR = TPR when TPR[7:4] ≥ ISRV[7:4],
-/// else ISRV[7:4] with sub-class 0.
+/// Computes the processor priority (§11.8.3.1): PPR = TPR when TPR\[7:4\] ≥ ISRV\[7:4\],
+/// else ISRV\[7:4\] with sub-class 0.
 #[inline]
 pub const fn processor_priority(tpr: u8, isrv: u8) -> u8 {
     if tpr >> 4 >= isrv >> 4 {
@@ -114,7 +114,7 @@ pub const fn processor_priority(tpr: u8, isrv: u8) -> u8 {
     }
 }
 
-/// Computes the arbitration priority (§11.6.2.4, Figure 11-15 and its text).
+/// Computes the arbitration priority (§11.6.2.4, arbitration priority register).
 pub const fn arbitration_priority(tpr: u8, isrv: u8, irrv: u8) -> u8 {
     if tpr >> 4 >= irrv >> 4 && tpr >> 4 > isrv >> 4 {
         tpr
@@ -207,6 +207,12 @@ impl LocalApic {
         }
     }
 
+    /// Power-up/RESET (§11.4.7.1): the state [`Self::new`] returns, for a VMM resetting the
+    /// machine.
+    pub fn reset(&mut self) {
+        *self = Self::new(self.config);
+    }
+
     // -----------------------------------------------------------------------------------
     // State accessors.
     // -----------------------------------------------------------------------------------
@@ -255,7 +261,7 @@ impl LocalApic {
         u64::from(self.tpr() >> 4)
     }
 
-    /// MOV to CR8 (e.g. from `kvm_run.cr8` after an exit): TPR = CR8[3:0] << 4. Bits 63:4
+    /// MOV to CR8 (e.g. from `kvm_run.cr8` after an exit): TPR = CR8\[3:0\] << 4. Bits 63:4
     /// are reserved: #GP (§11.8.6).
     pub fn write_cr8(&mut self, cr8: u64) -> Result<(), Exception> {
         if cr8 >> 4 != 0 {
@@ -537,6 +543,11 @@ impl LocalApic {
         if lvt & LVT_MASKED != 0 {
             return actions;
         }
+        if entry == LvtEntry::PerformanceCounter {
+            // §11.5.1, local vector table figure note: generating a performance-counter interrupt sets the mask
+            // bit of its LVT entry (Pentium 4 and later); the handler unmasks it.
+            self.page.write(entry.offset(), lvt | LVT_MASKED);
+        }
         let mode = if entry.has_delivery_mode() {
             DeliveryMode::from_bits(lvt >> LVT_DELIVERY_MODE_SHIFT)
         } else {
@@ -544,7 +555,9 @@ impl LocalApic {
         };
         match mode {
             DeliveryMode::Fixed => {
-                let level = entry.is_lint() && lvt & LVT_TRIGGER_LEVEL != 0;
+                // Level-sensitive fixed interrupts exist on LINT0 only; LINT1 is always
+                // edge-sensitive (§11.5.1, trigger mode).
+                let level = entry == LvtEntry::Lint0 && lvt & LVT_TRIGGER_LEVEL != 0;
                 if level && lvt & LVT_REMOTE_IRR != 0 {
                     return actions;
                 }
@@ -593,7 +606,8 @@ impl LocalApic {
         let active = level != (lvt & LVT_POLARITY_LOW != 0);
         let was = self.lint_active[index];
         self.lint_active[index] = active;
-        let level_fixed = lvt & LVT_TRIGGER_LEVEL != 0
+        let level_fixed = index == 0
+            && lvt & LVT_TRIGGER_LEVEL != 0
             && DeliveryMode::from_bits(lvt >> LVT_DELIVERY_MODE_SHIFT) == DeliveryMode::Fixed;
         if active && (level_fixed || !was) {
             actions = self.deliver_lvt(entry);
@@ -679,7 +693,7 @@ impl LocalApic {
             }
         };
         match offset {
-            APIC_ID if !x2 => self.page.write(APIC_ID, v & (0xff << XAPIC_ID_SHIFT)),
+            APIC_ID if !x2 => self.page.write(APIC_ID, v & XAPIC_ID_MASK),
             APIC_TPR => {
                 check(APIC_PRIORITY_MASK)?;
                 self.page.write(APIC_TPR, v & APIC_PRIORITY_MASK);
@@ -804,7 +818,7 @@ impl LocalApic {
         };
         let writable = match entry {
             LvtEntry::Timer if self.config.tsc_deadline => LVT_TIMER_WRITABLE,
-            LvtEntry::Timer => LVT_TIMER_WRITABLE & !(2 << LVT_TIMER_MODE_SHIFT),
+            LvtEntry::Timer => LVT_TIMER_WRITABLE & !LVT_TIMER_TSC_DEADLINE,
             LvtEntry::Lint0 | LvtEntry::Lint1 => LVT_LINT_WRITABLE,
             LvtEntry::Error => LVT_ERROR_WRITABLE,
             _ => LVT_DM_WRITABLE,
@@ -819,8 +833,11 @@ impl LocalApic {
             new |= LVT_MASKED;
         }
         self.page.write(offset, new);
-        if entry == LvtEntry::Timer && TimerMode::from_lvt(old) != TimerMode::from_lvt(new) {
-            // A mode change disarms the timer (§11.5.4.1; KVM also zeroes the initial count).
+        let tsc_deadline = |v: u32| TimerMode::from_lvt(v) == TimerMode::TscDeadline;
+        if entry == LvtEntry::Timer && tsc_deadline(old) != tsc_deadline(new) {
+            // §11.5.4.1: transitions between TSC-deadline mode and the other modes disarm
+            // the timer (KVM also zeroes the initial count). Switching between one-shot and
+            // periodic neither starts nor stops the counter (§11.5.4).
             self.timer = TimerState::default();
             self.page.write(APIC_TIMER_INITIAL_COUNT, 0);
         }
@@ -828,9 +845,9 @@ impl LocalApic {
     }
 
     /// The ICR was written: build and send the IPI (§11.6.1). Delivery is immediate, so the
-    /// delivery-status bit always reads idle. Combinations the SDM lists as invalid
-    /// (Table 11-3/11-4: "self" with anything but fixed, lowest priority to "all including
-    /// self", reserved and ExtINT delivery modes) are not sent.
+    /// delivery-status bit always reads idle. Combinations the SDM's table of valid ICR combinations (Pentium 4 and later, §11.6.1) lists as invalid are
+    /// not sent; a level trigger mode is overridden to edge (that table's note 2), except for
+    /// INIT level de-assert, which goes out as such and has no effect on its receivers.
     fn send_ipi(&mut self, x2: bool) -> Actions {
         let mut actions = Actions::new();
         let low = self.page.read(APIC_ICR_LOW);
@@ -845,11 +862,13 @@ impl LocalApic {
         let level_assert = low & ICR_LEVEL_ASSERT != 0;
         let init_deassert =
             delivery_mode == DeliveryMode::Init && !level_assert && low & ICR_TRIGGER_LEVEL != 0;
+        // §11.6.1, valid ICR combinations (Pentium 4 and later): "self" and "all including self" are valid with
+        // fixed delivery only; the reserved and ExtINT encodings are never valid. Invalid
+        // combinations are undefined on hardware; this model does not send them.
         let valid = match (delivery_mode, shorthand) {
             (DeliveryMode::Reserved | DeliveryMode::ExtInt, _) => false,
             (DeliveryMode::Fixed, _) => true,
-            (_, Shorthand::SelfOnly) => false,
-            (DeliveryMode::LowestPriority, Shorthand::AllIncludingSelf) => false,
+            (_, Shorthand::SelfOnly | Shorthand::AllIncludingSelf) => false,
             _ => true,
         };
         if !valid {
@@ -1003,7 +1022,7 @@ impl LocalApic {
     }
 
     /// RDMSR. x2APIC registers #GP unless the APIC is in x2APIC mode, and for write-only
-    /// (EOI, SELF IPI) or non-existent registers (§11.12.1.2, Table 11-6).
+    /// (EOI, SELF IPI) or non-existent registers (§11.12.1.2, the x2APIC register address map).
     pub fn read_msr(&mut self, msr: u32, now: u64) -> Result<u64, Exception> {
         match msr {
             MSR_IA32_APIC_BASE => Ok(self.apic_base),
@@ -1062,7 +1081,7 @@ impl LocalApic {
         }
     }
 
-    /// IA32_APIC_BASE writes (§11.4.4, §11.12.5, Figure 11-27): legal transitions are
+    /// IA32_APIC_BASE writes (§11.4.4, §11.12.5 x2APIC state transitions): legal transitions are
     /// disabled→xAPIC, xAPIC→x2APIC, and xAPIC/x2APIC→disabled; x2APIC→xAPIC,
     /// disabled→x2APIC, EXTD without EN and reserved bits #GP.
     pub fn write_apic_base(&mut self, value: u64) -> Result<Actions, Exception> {

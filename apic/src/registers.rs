@@ -1,12 +1,12 @@
 //! Local APIC register layout: offsets in the 4 KiB xAPIC register page (Intel SDM vol. 3
-//! §11.4.1, Table 11-1), the x2APIC MSR numbers (§11.12.1.2, Table 11-6), and the bit fields
+//! §11.4.1), the x2APIC MSR numbers (§11.12.1.2), and the bit fields
 //! of each register. Every constant of the crate's register interface is declared here, once.
 //!
 //! The same page layout is the virtual-APIC page of APIC virtualization (§30.1): each 32-bit
 //! register sits at a 16-byte aligned offset, bytes 4–15 of each slot are unused.
 
 // ---------------------------------------------------------------------------------------------
-// Register offsets (xAPIC MMIO page; also virtual-APIC page offsets). SDM §11.4.1 Table 11-1.
+// Register offsets (xAPIC MMIO page; also virtual-APIC page offsets). SDM §11.4.1.
 // ---------------------------------------------------------------------------------------------
 
 /// Size of the xAPIC register page (and of a virtual-APIC page).
@@ -97,7 +97,7 @@ pub const fn x2apic_offset(msr: u32) -> u16 {
     ((msr & 0xff) << 4) as u16
 }
 
-/// Whether the register at `offset` can be read through RDMSR in x2APIC mode (Table 11-6):
+/// Whether the register at `offset` can be read through RDMSR in x2APIC mode (§11.12.1.2):
 /// everything but EOI, SELF IPI and the xAPIC-only APR, RRD, DFR and ICR high.
 pub const fn x2apic_readable(offset: u16) -> bool {
     matches!(
@@ -150,6 +150,7 @@ pub const APIC_VERSION_DIRECTED_EOI: u32 = 1 << 24;
 
 /// xAPIC ID register: the ID sits in bits 31:24.
 pub const XAPIC_ID_SHIFT: u32 = 24;
+pub const XAPIC_ID_MASK: u32 = 0xff << XAPIC_ID_SHIFT;
 /// xAPIC LDR: logical ID in bits 31:24.
 pub const XAPIC_LDR_MASK: u32 = 0xff00_0000;
 /// DFR model, bits 31:28: 1111b flat, 0000b cluster; bits 27:0 read as ones.
@@ -172,7 +173,7 @@ pub const SVR_SUPPRESS_EOI_BROADCAST: u32 = 1 << 12;
 /// SVR reset value (§11.4.7.1).
 pub const SVR_RESET: u32 = 0xff;
 
-/// ESR bits (§11.5.3, Figure 11-9).
+/// ESR bits (§11.5.3, error status register).
 pub const ESR_SEND_CHECKSUM: u32 = 1 << 0;
 pub const ESR_RECEIVE_CHECKSUM: u32 = 1 << 1;
 pub const ESR_SEND_ACCEPT: u32 = 1 << 2;
@@ -186,7 +187,7 @@ pub const ESR_ILLEGAL_REGISTER: u32 = 1 << 7;
 /// Vectors 0–15 are illegal for fixed/lowest-priority interrupts (§11.5.2).
 pub const FIRST_LEGAL_VECTOR: u8 = 16;
 
-/// LVT fields (§11.5.1, Figure 11-8).
+/// LVT fields (§11.5.1, local vector table).
 pub const LVT_VECTOR_MASK: u32 = 0xff;
 pub const LVT_DELIVERY_MODE_SHIFT: u32 = 8;
 pub const LVT_DELIVERY_MODE_MASK: u32 = 0x7 << LVT_DELIVERY_MODE_SHIFT;
@@ -203,6 +204,8 @@ pub const LVT_MASKED: u32 = 1 << 16;
 /// Timer mode, bits 18:17: 00 one-shot, 01 periodic, 10 TSC-deadline, 11 reserved.
 pub const LVT_TIMER_MODE_SHIFT: u32 = 17;
 pub const LVT_TIMER_MODE_MASK: u32 = 0x3 << LVT_TIMER_MODE_SHIFT;
+/// Timer mode bit 18: set in TSC-deadline mode (10b), writable only when supported.
+pub const LVT_TIMER_TSC_DEADLINE: u32 = 2 << LVT_TIMER_MODE_SHIFT;
 
 /// Writable bits of each LVT register.
 pub const LVT_TIMER_WRITABLE: u32 = LVT_VECTOR_MASK | LVT_MASKED | LVT_TIMER_MODE_MASK;
@@ -214,7 +217,7 @@ pub const LVT_DM_WRITABLE: u32 = LVT_VECTOR_MASK | LVT_DELIVERY_MODE_MASK | LVT_
 /// Read-only LVT bits (delivery status, remote IRR): ignored on write, not reserved.
 pub const LVT_READ_ONLY: u32 = LVT_DELIVERY_STATUS | LVT_REMOTE_IRR;
 
-/// ICR fields (§11.6.1, Figure 11-12; x2APIC Figure 11-28).
+/// ICR fields (§11.6.1 interrupt command register; x2APIC: §11.12.9).
 pub const ICR_VECTOR_MASK: u32 = 0xff;
 pub const ICR_DELIVERY_MODE_SHIFT: u32 = 8;
 pub const ICR_DEST_LOGICAL: u32 = 1 << 11;
@@ -241,7 +244,7 @@ pub const APIC_ICR_X2APIC_HIGH: u16 = APIC_ICR_LOW + 4;
 pub const ICR_HIGH_XAPIC_DEST_MASK: u32 = 0xff00_0000;
 pub const ICR_HIGH_XAPIC_DEST_SHIFT: u32 = 24;
 
-/// Divide configuration: bits 0, 1 and 3 (§11.5.4, Figure 11-10).
+/// Divide configuration: bits 0, 1 and 3 (§11.5.4, divide configuration register).
 pub const TIMER_DIVIDE_WRITABLE: u32 = 0xb;
 
 /// SELF IPI: vector bits 7:0.

@@ -30,7 +30,7 @@ impl TimerMode {
 }
 
 /// Divide value of the divide configuration register: bits 3,1:0 = 111b → 1, else
-/// 2^(value + 1) (§11.5.4, Figure 11-10).
+/// 2^(value + 1) (§11.5.4, divide configuration register).
 pub const fn divide_value(tdcr: u32) -> u64 {
     let v = ((tdcr >> 1) & 0x4) | (tdcr & 0x3);
     if v == 7 {
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn divide_configuration_encodings() {
-        // SDM Figure 11-10: 0000 /2, 0001 /4, 0010 /8, 0011 /16, 1000 /32, 1001 /64,
+        // SDM §11.5.4, divide configuration register: 0000 /2, 0001 /4, 0010 /8, 0011 /16, 1000 /32, 1001 /64,
         // 1010 /128, 1011 /1.
         let expected = [
             (0b0000, 2),

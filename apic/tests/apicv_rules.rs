@@ -377,3 +377,20 @@ fn xapic_mmio_eoi_with_exit_bitmap_and_tpr_threshold() {
         "EOI needs VID or register virtualization"
     );
 }
+
+#[test]
+fn cr8_accesses_use_the_tpr_shadow() {
+    let mut v = vapic(ApicvControls::full(NV));
+    v.accept(&InterruptRequest::fixed(0x45, 1));
+    assert_eq!(v.cr8_write(0x5), Access::Virtualized(()));
+    assert_eq!(v.vtpr(), 0x50);
+    assert_eq!(v.evaluate(), None);
+    assert_eq!(v.cr8_read(), Access::Virtualized(5));
+    assert_eq!(
+        v.cr8_write(0x10),
+        Access::Fault(Exception::GeneralProtection)
+    );
+    let mut v = vapic(ApicvControls::default());
+    assert_eq!(v.cr8_write(1), Access::Exit(VmExit::Cr8Write));
+    assert_eq!(v.cr8_read(), Access::Exit(VmExit::Cr8Read));
+}

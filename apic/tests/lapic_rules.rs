@@ -499,8 +499,16 @@ fn self_shorthand_and_self_ipi_stay_local() {
 #[test]
 fn invalid_icr_combinations_send_nothing() {
     let mut apic = xapic(0);
-    // NMI to self, lowest priority to all-including-self, ExtINT, reserved mode.
-    for low in [0x0004_0400u32, 0x0008_0130, 0x0000_0730, 0x0000_0330] {
+    // §11.6.1 valid ICR combinations: NMI to self, lowest priority / NMI / start-up to all-including-self,
+    // ExtINT, reserved mode.
+    for low in [
+        0x0004_0400u32,
+        0x0008_0130,
+        0x0008_0400,
+        0x0008_0610,
+        0x0000_0730,
+        0x0000_0330,
+    ] {
         assert!(mmio_w(&mut apic, APIC_ICR_LOW, low).is_empty(), "{low:#x}");
     }
 }
@@ -548,7 +556,7 @@ fn mmio_or_msr_lvt_timer(apic: &mut LocalApic) {
 #[test]
 fn icr_init_level_deassert_is_sent_as_level_deassert() {
     let mut apic = xapic(0);
-    let ipi = only_ipi(&mmio_w(&mut apic, APIC_ICR_LOW, 0x000b_8500));
+    let ipi = only_ipi(&mmio_w(&mut apic, APIC_ICR_LOW, 0x0000_8500));
     assert_eq!(ipi.request.delivery_mode, DeliveryMode::Init);
     assert!(!ipi.request.level);
     assert_eq!(ipi.request.trigger_mode, TriggerMode::Level);
@@ -733,6 +741,12 @@ fn thermal_pmi_cmci_delivery_modes_and_masks() {
     assert!(apic
         .deliver_lvt(LvtEntry::PerformanceCounter)
         .contains(&ApicAction::Smi));
+    assert_eq!(
+        apic.lvt(LvtEntry::PerformanceCounter),
+        LVT_MASKED | 0x200,
+        "a PMI masks its LVT entry"
+    );
+    assert!(apic.deliver_lvt(LvtEntry::PerformanceCounter).is_empty());
     mmio_w(&mut apic, APIC_LVT_CMCI, 0x42);
     apic.deliver_lvt(LvtEntry::Cmci);
     assert_eq!(apic.pending_interrupt(), Some(0x42));
@@ -760,4 +774,158 @@ fn ap_in_wait_for_sipi_takes_no_interrupts() {
     assert_eq!(ap.pending_interrupt(), None, "held in IRR");
     ap.accept(&with_mode(DeliveryMode::StartUp, 0x10));
     assert_eq!(ap.pending_interrupt(), Some(0x40));
+}
+
+#[test]
+fn vector_arrays_read_through_mmio_and_msrs() {
+    let mut apic = xapic(0);
+    apic.accept(&level(0x41));
+    apic.accept(&InterruptRequest::fixed(0xe3, 0));
+    assert_eq!(mmio_r(&mut apic, APIC_IRR + 0x20), 1 << 1);
+    assert_eq!(mmio_r(&mut apic, APIC_IRR + 0x70), 1 << 3);
+    assert_eq!(mmio_r(&mut apic, APIC_TMR + 0x20), 1 << 1);
+    apic.acknowledge();
+    assert_eq!(mmio_r(&mut apic, APIC_ISR + 0x70), 1 << 3);
+    let mut apic = x2(0);
+    apic.accept(&InterruptRequest::fixed(0x41, 0));
+    assert_eq!(rd(&mut apic, APIC_IRR + 0x20), Ok(1 << 1));
+}
+
+#[test]
+fn hardware_disabled_apic_decodes_no_mmio_and_no_x2apic_msrs() {
+    let mut apic = xapic(0);
+    apic.write_msr(MSR_IA32_APIC_BASE, APIC_DEFAULT_BASE | APIC_BASE_BSP, 0)
+        .unwrap();
+    let mut b = [0u8; 4];
+    assert!(!apic.mmio_read(u64::from(APIC_ID), &mut b, 0));
+    assert!(apic
+        .mmio_write(u64::from(APIC_TPR), &[0x40, 0, 0, 0], 0)
+        .is_empty());
+    assert_eq!(apic.tpr(), 0);
+    assert_eq!(rd(&mut apic, APIC_ID), Err(GP));
+    assert_eq!(
+        apic.read_msr(MSR_IA32_APIC_BASE, 0),
+        Ok(APIC_DEFAULT_BASE | APIC_BASE_BSP),
+        "IA32_APIC_BASE stays readable"
+    );
+}
+
+#[test]
+fn software_disabled_apic_still_takes_init_and_sipi() {
+    let mut ap = LocalApic::new(ApicConfig::new(2, false));
+    assert!(!ap.software_enabled());
+    assert!(ap
+        .accept(&with_mode(DeliveryMode::StartUp, 0x20))
+        .contains(&ApicAction::Startup { vector: 0x20 }));
+    assert!(ap
+        .accept(&with_mode(DeliveryMode::Init, 0))
+        .contains(&ApicAction::Init));
+    assert_eq!(ap.processor_state(), ProcessorState::WaitForSipi);
+    assert!(ap
+        .accept(&with_mode(DeliveryMode::Smi, 0))
+        .contains(&ApicAction::Smi));
+    assert!(ap
+        .accept(&with_mode(DeliveryMode::ExtInt, 0))
+        .contains(&ApicAction::ExtInt));
+    assert!(ap
+        .accept(&with_mode(DeliveryMode::Reserved, 0x40))
+        .is_empty());
+}
+
+#[test]
+fn bsp_flag_is_kept_through_transitions() {
+    let mut bsp = xapic(0);
+    bsp.write_msr(MSR_IA32_APIC_BASE, BASE_X2APIC | APIC_BASE_BSP, 0)
+        .unwrap();
+    assert_eq!(bsp.apic_base() & APIC_BASE_BSP, APIC_BASE_BSP);
+    // INIT on the BSP restarts it at the reset vector, no wait-for-SIPI.
+    bsp.accept(&with_mode(DeliveryMode::Init, 0));
+    assert_eq!(bsp.processor_state(), ProcessorState::Running);
+}
+
+#[test]
+fn lowest_priority_ipi_between_live_apics() {
+    let mut a = xapic(0);
+    let mut b = xapic(1);
+    let mut c = xapic(2);
+    for (apic, logical) in [(&mut a, 1u32), (&mut b, 2), (&mut c, 4)] {
+        mmio_w(apic, APIC_LDR, logical << 24);
+    }
+    mmio_w(&mut a, APIC_TPR, 0x80);
+    mmio_w(&mut b, APIC_TPR, 0x20);
+    mmio_w(&mut c, APIC_TPR, 0x30);
+    mmio_w(&mut a, APIC_ICR_HIGH, 0x0700_0000);
+    let ipi = match mmio_w(&mut a, APIC_ICR_LOW, 0x0000_0961).iter().next() {
+        Some(ApicAction::SendIpi(ipi)) => *ipi,
+        other => panic!("{other:?}"),
+    };
+    let apics = [a, b, c];
+    let targets = resolve(&apics, &ipi.request, ipi.shorthand, Some(0), ipi.format);
+    assert_eq!(targets, vec![1], "APIC 1 has the lowest PPR");
+}
+
+#[test]
+fn level_triggered_ipis_go_out_as_edge() {
+    let mut apic = xapic(0);
+    // Fixed, level trigger, assert, all excluding self (§11.6.1, valid ICR combinations, note 2).
+    let ipi = only_ipi(&mmio_w(&mut apic, APIC_ICR_LOW, 0x000c_c041));
+    assert_eq!(ipi.request.trigger_mode, TriggerMode::Edge);
+    assert_eq!(ipi.shorthand, Shorthand::AllExcludingSelf);
+}
+
+#[test]
+fn one_shot_periodic_switch_keeps_the_count_running() {
+    let mut apic = x2(0);
+    wr(&mut apic, APIC_TIMER_DIVIDE, 0xb).unwrap();
+    wr(&mut apic, APIC_LVT_TIMER, 0x36).unwrap();
+    wr(&mut apic, APIC_TIMER_INITIAL_COUNT, 100).unwrap();
+    let a = apic
+        .write_msr(x2apic_msr(APIC_LVT_TIMER), (1 << 17) | 0x36, 30)
+        .unwrap();
+    assert!(a.is_empty(), "deadline unchanged");
+    assert_eq!(
+        apic.read_msr(x2apic_msr(APIC_TIMER_CURRENT_COUNT), 30),
+        Ok(70)
+    );
+    apic.tick(100);
+    assert_eq!(apic.next_deadline(), Some(200), "now periodic");
+    // Before any count was written, a mode change does not start the timer.
+    let mut apic = x2(0);
+    wr(&mut apic, APIC_LVT_TIMER, (1 << 17) | 0x36).unwrap();
+    assert_eq!(apic.next_deadline(), None);
+}
+
+#[test]
+fn lint1_is_always_edge_sensitive() {
+    let mut apic = xapic(0);
+    mmio_w(&mut apic, APIC_LVT_LINT1, LVT_TRIGGER_LEVEL | 0x59);
+    apic.set_lint(1, true);
+    assert_eq!(apic.lvt(LvtEntry::Lint1) & LVT_REMOTE_IRR, 0);
+    assert_eq!(apic.tmr()[1], 0, "accepted edge-triggered");
+    assert_eq!(apic.acknowledge(), Some(0x59));
+    apic.set_lint(1, true);
+    assert_eq!(apic.irr(), [0; 4], "no new edge, no new request");
+}
+
+#[test]
+fn reset_returns_to_the_power_up_state() {
+    let mut apic = x2(6);
+    wr(&mut apic, APIC_TPR, 0x40).unwrap();
+    apic.reset();
+    assert_eq!(apic.mode(), ApicMode::XApic);
+    assert_eq!(apic.apic_base(), 0xfee0_0800);
+    assert_eq!(apic.tpr(), 0);
+    assert_eq!(mmio_r(&mut apic, APIC_ID), 6 << 24);
+    assert_eq!(apic.processor_state(), ProcessorState::WaitForSipi);
+}
+
+#[test]
+fn tsc_deadline_mode_is_not_writable_without_support() {
+    let mut cfg = ApicConfig::new(0, true);
+    cfg.tsc_deadline = false;
+    let mut apic = LocalApic::new(cfg);
+    mmio_w(&mut apic, APIC_SVR, 0x1ff);
+    mmio_w(&mut apic, APIC_LVT_TIMER, (2 << 17) | 0x30);
+    assert_eq!(apic.lvt(LvtEntry::Timer), 0x30, "bit 18 reserved");
+    assert_eq!(apic.read_msr(MSR_IA32_TSC_DEADLINE, 0), Err(GP));
 }

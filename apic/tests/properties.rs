@@ -370,3 +370,84 @@ proptest! {
         }
     }
 }
+
+// ---- Destination resolution -------------------------------------------------------------
+
+fn snapshot() -> impl Strategy<Value = ApicSnapshot> {
+    (
+        0u32..64,
+        0u8..3,
+        any::<u32>(),
+        any::<bool>(),
+        any::<u8>(),
+        any::<bool>(),
+    )
+        .prop_map(|(id, mode, ldr, cluster_model, ppr, enabled)| {
+            let mode = [ApicMode::Disabled, ApicMode::XApic, ApicMode::X2Apic][usize::from(mode)];
+            ApicSnapshot {
+                id,
+                mode,
+                ldr: if mode == ApicMode::X2Apic {
+                    x2apic_ldr(id)
+                } else {
+                    ldr & 0xff00_0000
+                },
+                dfr: if cluster_model {
+                    0x0fff_ffff
+                } else {
+                    0xffff_ffff
+                },
+                ppr,
+                software_enabled: enabled,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lowest_priority_picks_one_best_candidate_of_the_fixed_set(
+        apics in proptest::collection::vec(snapshot(), 1..24),
+        destination in prop_oneof![any::<u32>(), 0u32..0x100, Just(0xff), Just(X2APIC_BROADCAST)],
+        logical in any::<bool>(),
+        x2_format in any::<bool>(),
+    ) {
+        let format = if x2_format { DestinationFormat::X2Apic } else { DestinationFormat::XApic };
+        let fixed = InterruptRequest {
+            destination_mode: if logical { DestinationMode::Logical } else { DestinationMode::Physical },
+            ..InterruptRequest::fixed(0x40, destination)
+        };
+        let lowest = InterruptRequest { delivery_mode: DeliveryMode::LowestPriority, ..fixed };
+        let all = resolve(&apics, &fixed, Shorthand::None, None, format);
+        let one = resolve(&apics, &lowest, Shorthand::None, None, format);
+        prop_assert!(all.iter().all(|&i| apics[i].mode != ApicMode::Disabled));
+        prop_assert_eq!(one.is_empty(), all.is_empty());
+        if let [chosen] = one.as_slice() {
+            prop_assert!(all.contains(chosen));
+            let key = |i: usize| (!apics[i].software_enabled, apics[i].ppr);
+            prop_assert!(all.iter().all(|&i| key(*chosen) <= key(i)));
+        } else {
+            prop_assert!(one.is_empty());
+        }
+    }
+
+    #[test]
+    fn broadcasts_and_shorthands_cover_every_present_apic(
+        apics in proptest::collection::vec(snapshot(), 1..24),
+        source in 0usize..24,
+    ) {
+        let present: Vec<usize> = (0..apics.len()).filter(|&i| apics[i].mode != ApicMode::Disabled).collect();
+        let bcast = InterruptRequest::fixed(0x40, X2APIC_BROADCAST);
+        prop_assert_eq!(&resolve(&apics, &bcast, Shorthand::None, None, DestinationFormat::X2Apic), &present);
+        prop_assert_eq!(&resolve(&apics, &bcast, Shorthand::None, None, DestinationFormat::XApic), &present);
+        let src = Some(source);
+        let including = resolve(&apics, &bcast, Shorthand::AllIncludingSelf, src, DestinationFormat::X2Apic);
+        prop_assert_eq!(&including, &present);
+        let excluding = resolve(&apics, &bcast, Shorthand::AllExcludingSelf, src, DestinationFormat::X2Apic);
+        let expected: Vec<usize> = present.iter().copied().filter(|&i| i != source).collect();
+        prop_assert_eq!(excluding, expected);
+        let own = resolve(&apics, &bcast, Shorthand::SelfOnly, src, DestinationFormat::X2Apic);
+        prop_assert_eq!(own, present.iter().copied().filter(|&i| i == source).collect::<Vec<_>>());
+    }
+}

@@ -4,6 +4,7 @@
 pub mod boot;
 pub mod cpuid;
 pub mod dispatch;
+pub mod emulated;
 pub mod error;
 pub mod guests;
 pub mod irqchip;

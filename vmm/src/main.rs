@@ -162,6 +162,9 @@ fn demo() -> ExitCode {
                 r.elapsed.as_secs_f64() * 1e3
             );
             println!("postbox demo: {}", r.counters.summary());
+            if let Some(apic) = &r.apic_summary {
+                println!("postbox demo: {apic}");
+            }
             match r.end {
                 // The guest wrote 0 to the exit port: success.
                 VmEnd::GuestExit(1) => ExitCode::SUCCESS,

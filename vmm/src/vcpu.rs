@@ -116,6 +116,9 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
     let span = tracing::debug_span!("vcpu", index);
     let _guard = span.enter();
 
+    if let Some(chip) = &ctx.emulated {
+        chip.vcpu_started(index, &fd);
+    }
     if parked {
         tracing::debug!("parked in wait-for-SIPI");
         match handle.wait(&ctx, true) {
@@ -129,6 +132,9 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
     }
 
     while !ctx.stopping() {
+        if let Some(chip) = &ctx.emulated {
+            chip.before_entry(index, &mut fd);
+        }
         let next = match fd.run() {
             Ok(exit) => handle_exit(index, exit, &ctx),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -144,7 +150,9 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
         match next {
             Next::Continue => {}
             Next::Halt => {
-                handle.wait(&ctx, false);
+                if !ctx.emulated.as_ref().is_some_and(|c| c.has_work(index)) {
+                    handle.wait(&ctx, false);
+                }
             }
             Next::End(end) => {
                 let end = describe_crash(index, &fd, &ctx, end);
@@ -170,6 +178,9 @@ fn handle_exit(index: usize, exit: VcpuExit, ctx: &VmContext) -> Next {
             if d.wrmsr(index, msr.index, msr.data) == MsrResult::GeneralProtection {
                 *msr.error = 1;
             }
+        }
+        VcpuExit::IrqWindowOpen => {
+            d.counters.other.fetch_add(1, Ordering::Relaxed);
         }
         VcpuExit::Hlt => {
             d.counters.hlt.fetch_add(1, Ordering::Relaxed);

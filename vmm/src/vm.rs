@@ -18,6 +18,7 @@ use vm_device::device_manager::{IoManager, PioManager};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::dispatch::{Dispatcher, ExitCounters};
+use crate::emulated::{self, EmulatedIrqchip};
 use crate::error::{self, Error, Result};
 use crate::irqchip::IrqchipKind;
 use crate::loader::{self, elf::Symbols, Module};
@@ -106,7 +107,9 @@ pub struct VmContext {
     pub dispatch: Dispatcher,
     pub memory: GuestMemoryMmap,
     pub symbols: Symbols,
-    pub vcpus: Vec<VcpuHandle>,
+    pub vcpus: Arc<Vec<VcpuHandle>>,
+    /// The emulated interrupt controller (`--irqchip emulated`).
+    pub emulated: Option<Arc<EmulatedIrqchip>>,
     stopping: AtomicBool,
     end: Mutex<Option<VmEnd>>,
     ended: Condvar,
@@ -172,6 +175,8 @@ pub struct RunReport {
     pub end: VmEnd,
     pub counters: Arc<ExitCounters>,
     pub elapsed: Duration,
+    /// The emulated APIC path's counters, when that backend ran.
+    pub apic_summary: Option<String>,
 }
 
 fn host_memory_mib() -> u64 {
@@ -291,6 +296,9 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         ));
     }
     config.irqchip.setup_vm(&vm)?;
+    if config.irqchip == IrqchipKind::Emulated {
+        emulated::install_msr_filter(&vm)?;
+    }
     let memory = create_memory(&vm, config.mem_mib)?;
     let kernel = loader::load_kernel(&memory, &image, &kernel_path)?;
     let initrd_name = config
@@ -342,11 +350,26 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     }
     boot::setup_bsp(&fds[0], kernel.protocol, kernel.entry, info)?;
 
+    let handles: Arc<Vec<VcpuHandle>> =
+        Arc::new((0..config.cpus).map(|_| VcpuHandle::default()).collect());
+    let mut dispatch = Dispatcher::new(io);
+    let emulated = match config.irqchip {
+        IrqchipKind::Emulated => {
+            let tsc_khz = fds[0]
+                .get_tsc_khz()
+                .map_err(Error::kvm("KVM_GET_TSC_KHZ"))?;
+            let chip = Arc::new(EmulatedIrqchip::new(config.cpus, tsc_khz, handles.clone()));
+            dispatch.per_vcpu.push(chip.clone());
+            Some(chip)
+        }
+        _ => None,
+    };
     let ctx = Arc::new(VmContext {
-        dispatch: Dispatcher::new(io),
+        dispatch,
         memory: memory.clone(),
         symbols: kernel.symbols.clone(),
-        vcpus: (0..config.cpus).map(|_| VcpuHandle::default()).collect(),
+        vcpus: handles,
+        emulated,
         stopping: AtomicBool::new(false),
         end: Mutex::new(None),
         ended: Condvar::new(),
@@ -356,6 +379,18 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     let started = Instant::now();
     let kvm_starts_aps = config.irqchip.kvm_starts_aps();
     let mut threads = Vec::new();
+    let timer_thread = match &ctx.emulated {
+        Some(chip) => {
+            let chip = chip.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("apic-timers".into())
+                    .spawn(move || chip.run_timers())
+                    .map_err(|e| Error::Internal(format!("cannot start the timer thread: {e}")))?,
+            )
+        }
+        None => None,
+    };
     for (index, fd) in fds.into_iter().enumerate() {
         let ctx = ctx.clone();
         let thread = std::thread::Builder::new()
@@ -388,7 +423,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         }
     };
     ctx.end(end.clone());
-    for handle in &ctx.vcpus {
+    for handle in ctx.vcpus.iter() {
         handle.kick();
     }
     for thread in threads {
@@ -396,11 +431,19 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
             return Err(Error::Internal("a vCPU thread panicked".into()));
         }
     }
+    if let Some(chip) = &ctx.emulated {
+        chip.stop();
+        tracing::info!("{}", chip.counters.summary());
+    }
+    if let Some(t) = timer_thread {
+        let _ = t.join();
+    }
     serial.flush();
     Ok(RunReport {
         end,
         counters: ctx.dispatch.counters.clone(),
         elapsed: started.elapsed(),
+        apic_summary: ctx.emulated.as_ref().map(|c| c.counters.summary()),
     })
 }
 

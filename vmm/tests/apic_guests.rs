@@ -1,9 +1,9 @@
 //! APIC behaviour seen by guests: IPIs (physical, logical, shorthands, lowest priority),
 //! the timer in its three modes, priority and EOI ordering, and the switch to x2APIC.
 //!
-//! Each runs on every irqchip backend that implements the APIC. The `kernel` backend (KVM's
-//! in-kernel LAPIC) is the reference; the `emulated` backend joins when Postbox's APIC
-//! model is wired into the VMM (issue 7).
+//! Each runs on both irqchip backends that implement the APIC: `kernel` (KVM's
+//! in-kernel LAPIC), the reference, and `emulated` (Postbox's APIC model in userspace,
+//! injecting with KVM_INTERRUPT).
 
 mod support;
 
@@ -41,3 +41,29 @@ apic_test!(kernel_timer_x2apic, "apic_timer", "kernel", 1, true);
 apic_test!(kernel_priority_xapic, "apic_priority", "kernel", 1, false);
 apic_test!(kernel_priority_x2apic, "apic_priority", "kernel", 1, true);
 apic_test!(kernel_x2apic_switch, "x2apic_switch", "kernel", 1, false);
+
+apic_test!(emulated_ipis_xapic, "apic_ipi", "emulated", 3, false);
+apic_test!(emulated_ipis_x2apic, "apic_ipi", "emulated", 3, true);
+apic_test!(emulated_timer_xapic, "apic_timer", "emulated", 1, false);
+apic_test!(emulated_timer_x2apic, "apic_timer", "emulated", 1, true);
+apic_test!(
+    emulated_priority_xapic,
+    "apic_priority",
+    "emulated",
+    1,
+    false
+);
+apic_test!(
+    emulated_priority_x2apic,
+    "apic_priority",
+    "emulated",
+    1,
+    true
+);
+apic_test!(
+    emulated_x2apic_switch,
+    "x2apic_switch",
+    "emulated",
+    1,
+    false
+);
