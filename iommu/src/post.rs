@@ -99,6 +99,20 @@ impl<M: GuestMemory> Iommu<M> {
         result
     }
 
+    /// Runs `f` on the posted-interrupt descriptor at guest-physical `pda` (a vCPU's
+    /// posted-interrupt processing), if it is 64-byte aligned and inside one region of guest
+    /// memory; `None` otherwise, without touching any memory.
+    pub fn with_descriptor<R>(
+        &self,
+        pda: u64,
+        f: impl FnOnce(&PostedInterruptDescriptor) -> R,
+    ) -> Option<R> {
+        let ptr = self.descriptor_ptr(pda)?;
+        // SAFETY: `descriptor_ptr` checked alignment and that 64 bytes lie in one mapped
+        // region of guest memory, which lives as long as `self.mem`.
+        Some(f(unsafe { PostedInterruptDescriptor::from_ptr(ptr) }))
+    }
+
     fn post_fault(&mut self, reason: FaultReason, req: &PostingRequest) -> PostResult {
         PostResult::Fault(self.fault(reason, req.source_id, req.index, req.fpd))
     }

@@ -202,11 +202,22 @@ impl EmulatedIrqchip {
         }
     }
 
-    /// An interrupt request for `vcpu`'s APIC (IPI, MSI, remapped interrupt).
+    /// An interrupt request for `vcpu`'s APIC (IPI, MSI, remapped interrupt), from another
+    /// thread: the vCPU is kicked so that it injects before its next entry.
     pub fn accept(&self, vcpu: usize, request: &apic::InterruptRequest) {
+        self.accept_local(vcpu, request);
+        self.kick(vcpu);
+    }
+
+    /// As [`Self::accept`], on `vcpu`'s own thread (no kick needed).
+    pub fn accept_local(&self, vcpu: usize, request: &apic::InterruptRequest) {
         let actions = self.apic(vcpu).accept(request);
         tracing::trace!(vcpu, vector = request.vector, "accepted");
         self.handle(vcpu, actions);
+    }
+
+    /// Makes `vcpu` leave KVM_RUN or its halt.
+    pub fn kick(&self, vcpu: usize) {
         self.handles[vcpu].kick();
     }
 

@@ -162,6 +162,7 @@ fn demo() -> ExitCode {
                 r.elapsed.as_secs_f64() * 1e3
             );
             println!("postbox demo: {}", r.counters.summary());
+            println!("postbox demo: {}", r.fabric_summary);
             if let Some(apic) = &r.apic_summary {
                 println!("postbox demo: {apic}");
             }

@@ -133,6 +133,7 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
 
     while !ctx.stopping() {
         if let Some(chip) = &ctx.emulated {
+            ctx.fabric.before_entry(index);
             chip.before_entry(index, &mut fd);
         }
         let next = match fd.run() {

@@ -13,15 +13,17 @@ use kvm_bindings::{
     KVM_MSR_EXIT_REASON_VALID_MASK,
 };
 use kvm_ioctls::{Kvm, VmFd};
-use vm_device::bus::{PioAddress, PioRange};
-use vm_device::device_manager::{IoManager, PioManager};
+use vm_device::bus::{MmioAddress, MmioRange, PioAddress, PioRange};
+use vm_device::device_manager::{IoManager, MmioManager, PioManager};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::dispatch::{Dispatcher, ExitCounters};
 use crate::emulated::{self, EmulatedIrqchip};
 use crate::error::{self, Error, Result};
+use crate::fabric::{Backend, Fabric, IommuRegisters};
 use crate::irqchip::IrqchipKind;
 use crate::loader::{self, elf::Symbols, Module};
+use crate::testdev::{MsiTestDevice, TESTDEV_BASE, TESTDEV_LEN};
 use crate::vcpu::{self, VcpuHandle};
 use crate::{boot, layout};
 
@@ -110,6 +112,8 @@ pub struct VmContext {
     pub vcpus: Arc<Vec<VcpuHandle>>,
     /// The emulated interrupt controller (`--irqchip emulated`).
     pub emulated: Option<Arc<EmulatedIrqchip>>,
+    /// The interrupt fabric (VT-d and delivery to the interrupt controller).
+    pub fabric: Arc<Fabric>,
     stopping: AtomicBool,
     end: Mutex<Option<VmEnd>>,
     ended: Condvar,
@@ -177,6 +181,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The emulated APIC path's counters, when that backend ran.
     pub apic_summary: Option<String>,
+    /// The interrupt fabric's counters.
+    pub fabric_summary: String,
 }
 
 fn host_memory_mib() -> u64 {
@@ -278,7 +284,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
             config.cpus
         )));
     }
-    let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+    let vm = Arc::new(kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?);
     if let Err(e) = vm.set_tss_address(0xfffb_d000) {
         tracing::warn!(%e, "KVM_SET_TSS_ADDR failed");
     }
@@ -364,12 +370,36 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         }
         _ => None,
     };
+    let backend = match &emulated {
+        Some(chip) => Backend::Emulated(chip.clone()),
+        None => Backend::Kernel(vm.clone()),
+    };
+    let fabric = Arc::new(Fabric::new(memory.clone(), backend, config.cpus));
+    dispatch
+        .io
+        .register_mmio(
+            MmioRange::new(
+                MmioAddress(iommu::regs::DEFAULT_BASE),
+                iommu::regs::REG_PAGE_SIZE,
+            )
+            .expect("static range"),
+            Arc::new(IommuRegisters(fabric.clone())),
+        )
+        .map_err(|e| Error::Internal(format!("VT-d registers: {e}")))?;
+    dispatch
+        .io
+        .register_pio(
+            PioRange::new(PioAddress(TESTDEV_BASE), TESTDEV_LEN).expect("static range"),
+            Arc::new(MsiTestDevice::new(fabric.clone())),
+        )
+        .map_err(|e| Error::Internal(format!("MSI test device: {e}")))?;
     let ctx = Arc::new(VmContext {
         dispatch,
         memory: memory.clone(),
         symbols: kernel.symbols.clone(),
         vcpus: handles,
         emulated,
+        fabric,
         stopping: AtomicBool::new(false),
         end: Mutex::new(None),
         ended: Condvar::new(),
@@ -444,6 +474,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         counters: ctx.dispatch.counters.clone(),
         elapsed: started.elapsed(),
         apic_summary: ctx.emulated.as_ref().map(|c| c.counters.summary()),
+        fabric_summary: ctx.fabric.counters.summary(),
     })
 }
 
