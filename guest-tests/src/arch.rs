@@ -45,13 +45,15 @@ const IST_COUNT: usize = 4;
 /// Interior-mutable static storage, for tables the CPU reads.
 #[repr(C, align(4096))]
 pub struct Global<T>(UnsafeCell<T>);
+// Test-guest statics of this type are written by one CPU at a time, as documented at
+// each use.
 // SAFETY: each table is written by one CPU during its own bring-up, before use.
 unsafe impl<T> Sync for Global<T> {}
 impl<T> Global<T> {
-    const fn new(v: T) -> Self {
+    pub const fn new(v: T) -> Self {
         Self(UnsafeCell::new(v))
     }
-    fn get(&self) -> *mut T {
+    pub fn get(&self) -> *mut T {
         self.0.get()
     }
 }
@@ -326,6 +328,11 @@ pub fn outb(port: u16, v: u8) {
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as `outb`.
     unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) }
+}
+
+pub fn outw(port: u16, v: u16) {
+    // SAFETY: as `outb`.
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) }
 }
 
 pub fn inb(port: u16) -> u8 {

@@ -18,7 +18,9 @@ pub mod mem;
 pub mod serial;
 pub mod smp;
 pub mod sys;
+pub mod testdev;
 pub mod testing;
+pub mod vtd;
 
 pub use boot::BootInfo;
 
