@@ -16,6 +16,7 @@ use vmm_sys_util::ioctl::ioctl_with_ref;
 
 use crate::dispatch::{MsrResult, VcpuDevices};
 use crate::error::{Error, Result};
+use crate::hops::{self, Hop, HopStats};
 use crate::vcpu::VcpuHandle;
 
 pub const MSR_IA32_TSC: u32 = 0x10;
@@ -25,6 +26,9 @@ pub const MSR_X2APIC_FIRST: u32 = 0x800;
 pub const MSR_X2APIC_COUNT: u32 = 0x100;
 /// Size of the xAPIC register page.
 pub const XAPIC_PAGE_SIZE: u64 = 0x1000;
+/// The EOI register: MSR 0x80b, MMIO offset 0xb0.
+pub const MSR_X2APIC_EOI: u32 = 0x80b;
+pub const XAPIC_EOI_OFFSET: u64 = 0xb0;
 
 vmm_sys_util::ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
 
@@ -75,6 +79,9 @@ impl ApicCounters {
 
 struct VcpuApic {
     apic: Mutex<LocalApic>,
+    /// Host TSC when each vector became pending (0: not pending), and when it was injected.
+    accepted_at: [AtomicU64; 256],
+    injected_at: [AtomicU64; 256],
     /// Guest TSC = host TSC + offset (KVM gives each vCPU its own offset).
     tsc_offset: AtomicU64,
     nmi_pending: AtomicBool,
@@ -90,6 +97,7 @@ pub struct EmulatedIrqchip {
     timer_cv: Condvar,
     stopping: AtomicBool,
     pub counters: ApicCounters,
+    hops: Arc<HopStats>,
 }
 
 fn host_tsc() -> u64 {
@@ -98,7 +106,12 @@ fn host_tsc() -> u64 {
 }
 
 impl EmulatedIrqchip {
-    pub fn new(cpus: u32, tsc_khz: u32, handles: Arc<Vec<VcpuHandle>>) -> Self {
+    pub fn new(
+        cpus: u32,
+        tsc_khz: u32,
+        handles: Arc<Vec<VcpuHandle>>,
+        hops: Arc<HopStats>,
+    ) -> Self {
         let tsc_hz = u64::from(tsc_khz.max(1)) * 1000;
         let vcpus = (0..cpus)
             .map(|id| {
@@ -106,6 +119,8 @@ impl EmulatedIrqchip {
                 config.clock.tsc_hz = tsc_hz;
                 VcpuApic {
                     apic: Mutex::new(LocalApic::new(config)),
+                    accepted_at: [const { AtomicU64::new(0) }; 256],
+                    injected_at: [const { AtomicU64::new(0) }; 256],
                     tsc_offset: AtomicU64::new(0),
                     nmi_pending: AtomicBool::new(false),
                 }
@@ -119,6 +134,7 @@ impl EmulatedIrqchip {
             timer_cv: Condvar::new(),
             stopping: AtomicBool::new(false),
             counters: ApicCounters::default(),
+            hops,
         }
     }
 
@@ -127,6 +143,10 @@ impl EmulatedIrqchip {
             .apic
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn tsc_khz(&self) -> u32 {
+        (self.tsc_hz / 1000) as u32
     }
 
     /// The guest TSC of `vcpu` now.
@@ -212,6 +232,12 @@ impl EmulatedIrqchip {
     /// As [`Self::accept`], on `vcpu`'s own thread (no kick needed).
     pub fn accept_local(&self, vcpu: usize, request: &apic::InterruptRequest) {
         let actions = self.apic(vcpu).accept(request);
+        let _ = self.vcpus[vcpu].accepted_at[usize::from(request.vector)].compare_exchange(
+            0,
+            hops::now(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         tracing::trace!(vcpu, vector = request.vector, "accepted");
         self.handle(vcpu, actions);
     }
@@ -280,6 +306,14 @@ impl EmulatedIrqchip {
                     );
                 }
                 self.counters.injected.fetch_add(1, Ordering::Relaxed);
+                let v = &self.vcpus[vcpu];
+                let now = hops::now();
+                let accepted = v.accepted_at[usize::from(vector)].swap(0, Ordering::Relaxed);
+                if accepted != 0 {
+                    self.hops
+                        .record(Hop::AcceptToInject, now.saturating_sub(accepted));
+                }
+                v.injected_at[usize::from(vector)].store(now, Ordering::Relaxed);
                 tracing::trace!(vcpu, vector, "injected");
                 fd.get_kvm_run().request_interrupt_window = 0;
             }
@@ -335,6 +369,20 @@ impl EmulatedIrqchip {
         self.timer_cv.notify_all();
     }
 
+    /// Times injected → EOI for the vector in service (the highest ISR bit).
+    fn record_eoi(&self, vcpu: usize) {
+        let isr = self.apic(vcpu).isr();
+        let Some(word) = (0..4).rev().find(|&w| isr[w] != 0) else {
+            return;
+        };
+        let vector = word * 64 + 63 - isr[word].leading_zeros() as usize;
+        let injected = self.vcpus[vcpu].injected_at[vector].swap(0, Ordering::Relaxed);
+        if injected != 0 {
+            self.hops
+                .record(Hop::InjectToEoi, hops::now().saturating_sub(injected));
+        }
+    }
+
     fn in_xapic_page(&self, vcpu: usize, addr: u64) -> Option<u64> {
         let base = self.apic(vcpu).mmio_base()?;
         (addr >= base && addr < base + XAPIC_PAGE_SIZE).then(|| addr - base)
@@ -364,6 +412,9 @@ impl VcpuDevices for EmulatedIrqchip {
     fn mmio_write(&self, vcpu: usize, addr: u64, data: &[u8]) -> Option<()> {
         let offset = self.in_xapic_page(vcpu, addr)?;
         let now = self.now(vcpu);
+        if offset == XAPIC_EOI_OFFSET {
+            self.record_eoi(vcpu);
+        }
         let actions = self.apic(vcpu).mmio_write(offset, data, now);
         self.handle(vcpu, actions);
         Some(())
@@ -383,6 +434,9 @@ impl VcpuDevices for EmulatedIrqchip {
             return None;
         }
         let now = self.now(vcpu);
+        if msr == MSR_X2APIC_EOI {
+            self.record_eoi(vcpu);
+        }
         let result = self.apic(vcpu).write_msr(msr, value, now);
         Some(match result {
             Ok(actions) => {

@@ -25,6 +25,7 @@ use vm_device::{DeviceMmio, MutDeviceMmio};
 use vm_memory::GuestMemoryMmap;
 
 use crate::emulated::EmulatedIrqchip;
+use crate::hops::{self, Hop, HopStats};
 
 /// The posted-interrupt notification vector of the VM's vCPUs (Linux's choice, 0xf2).
 pub const POSTED_INTERRUPT_VECTOR: u8 = 0xf2;
@@ -81,6 +82,7 @@ pub struct Fabric {
     /// by that vCPU before its next entry.
     pending_descriptors: Vec<Mutex<Vec<u64>>>,
     pub counters: FabricCounters,
+    pub hops: Arc<HopStats>,
 }
 
 fn bump(c: &AtomicU64) {
@@ -88,13 +90,14 @@ fn bump(c: &AtomicU64) {
 }
 
 impl Fabric {
-    pub fn new(memory: GuestMemoryMmap, backend: Backend, cpus: u32) -> Self {
+    pub fn new(memory: GuestMemoryMmap, backend: Backend, cpus: u32, hops: Arc<HopStats>) -> Self {
         Self {
             iommu: Mutex::new(Iommu::new(memory)),
             backend,
             cpus,
             pending_descriptors: (0..cpus).map(|_| Mutex::new(Vec::new())).collect(),
             counters: FabricCounters::default(),
+            hops,
         }
     }
 
@@ -117,6 +120,7 @@ impl Fabric {
             data = format_args!("{:#x}", msg.data)
         );
         let _guard = span.enter();
+        let start = hops::now();
         let (result, eim) = {
             let mut iommu = self.iommu();
             let eim = iommu.extended_interrupt_mode();
@@ -125,10 +129,12 @@ impl Fabric {
         match result {
             RemapResult::Compatibility(request) => {
                 bump(&self.counters.compatibility);
+                self.hops.record(Hop::Remap, hops::now() - start);
                 self.deliver(&request, DestinationFormat::XApic);
             }
             RemapResult::Remapped { request, index } => {
                 bump(&self.counters.remapped);
+                self.hops.record(Hop::Remap, hops::now() - start);
                 tracing::trace!(
                     index,
                     vector = request.vector,
@@ -145,6 +151,7 @@ impl Fabric {
             RemapResult::Posting(posting) => {
                 bump(&self.counters.posted);
                 let outcome = self.iommu().post(&posting);
+                self.hops.record(Hop::Remap, hops::now() - start);
                 tracing::trace!(
                     index = posting.index,
                     vector = posting.vector,

@@ -8,6 +8,7 @@ pub mod emulated;
 pub mod error;
 pub mod fabric;
 pub mod guests;
+pub mod hops;
 pub mod irqchip;
 pub mod layout;
 pub mod loader;

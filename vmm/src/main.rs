@@ -147,31 +147,41 @@ fn demo() -> ExitCode {
         cpus: 2,
         mem_mib: 64,
         cmdline: "demo".into(),
-        timeout: Some(Duration::from_secs(60)),
+        timeout: Some(Duration::from_secs(120)),
         ..VmConfig::default()
     };
     println!(
-        "postbox demo: booting the bundled guest on {} vCPUs, {} MiB",
-        config.cpus, config.mem_mib
+        "postbox demo: booting the bundled guest on {} vCPUs, {} MiB, irqchip {}",
+        config.cpus, config.mem_mib, config.irqchip
     );
-    match vm::run(&config) {
-        Ok(r) => {
-            println!(
-                "postbox demo: guest ended: {:?} after {:.1} ms",
-                r.end,
-                r.elapsed.as_secs_f64() * 1e3
-            );
-            println!("postbox demo: {}", r.counters.summary());
-            println!("postbox demo: {}", r.fabric_summary);
-            if let Some(apic) = &r.apic_summary {
-                println!("postbox demo: {apic}");
-            }
-            match r.end {
-                // The guest wrote 0 to the exit port: success.
-                VmEnd::GuestExit(1) => ExitCode::SUCCESS,
-                other => report(&other),
-            }
-        }
-        Err(e) => fail(&e),
+    let r = match vm::run(&config) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    println!(
+        "postbox demo: guest ended: {:?} after {:.1} ms",
+        r.end,
+        r.elapsed.as_secs_f64() * 1e3
+    );
+    println!("postbox demo: what travelled");
+    println!("  {:<34} {:>8} {:>12}", "hop", "count", "median");
+    for hop in vmm::hops::HOPS {
+        let (n, median) = r.hops.median(hop);
+        let median = match (median, r.tsc_khz) {
+            (Some(c), Some(khz)) => format!("{:.2} us", c as f64 / f64::from(khz) * 1e3),
+            (Some(c), None) => format!("{c} cycles"),
+            (None, _) => "-".into(),
+        };
+        println!("  {:<34} {:>8} {:>12}", hop.name(), n, median);
+    }
+    println!("  {}", r.fabric_summary);
+    if let Some(apic) = &r.apic_summary {
+        println!("  {apic}");
+    }
+    println!("  {}", r.counters.summary());
+    match r.end {
+        // The guest wrote 0 to the exit port: success.
+        VmEnd::GuestExit(1) => ExitCode::SUCCESS,
+        other => report(&other),
     }
 }

@@ -183,6 +183,10 @@ pub struct RunReport {
     pub apic_summary: Option<String>,
     /// The interrupt fabric's counters.
     pub fabric_summary: String,
+    /// Per-hop latency samples (host TSC cycles).
+    pub hops: Arc<crate::hops::HopStats>,
+    /// The TSC frequency, to turn cycles into time (emulated backend).
+    pub tsc_khz: Option<u32>,
 }
 
 fn host_memory_mib() -> u64 {
@@ -359,12 +363,18 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     let handles: Arc<Vec<VcpuHandle>> =
         Arc::new((0..config.cpus).map(|_| VcpuHandle::default()).collect());
     let mut dispatch = Dispatcher::new(io);
+    let hop_stats = Arc::new(crate::hops::HopStats::default());
     let emulated = match config.irqchip {
         IrqchipKind::Emulated => {
             let tsc_khz = fds[0]
                 .get_tsc_khz()
                 .map_err(Error::kvm("KVM_GET_TSC_KHZ"))?;
-            let chip = Arc::new(EmulatedIrqchip::new(config.cpus, tsc_khz, handles.clone()));
+            let chip = Arc::new(EmulatedIrqchip::new(
+                config.cpus,
+                tsc_khz,
+                handles.clone(),
+                hop_stats.clone(),
+            ));
             dispatch.per_vcpu.push(chip.clone());
             Some(chip)
         }
@@ -374,7 +384,12 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         Some(chip) => Backend::Emulated(chip.clone()),
         None => Backend::Kernel(vm.clone()),
     };
-    let fabric = Arc::new(Fabric::new(memory.clone(), backend, config.cpus));
+    let fabric = Arc::new(Fabric::new(
+        memory.clone(),
+        backend,
+        config.cpus,
+        hop_stats.clone(),
+    ));
     dispatch
         .io
         .register_mmio(
@@ -475,6 +490,8 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         elapsed: started.elapsed(),
         apic_summary: ctx.emulated.as_ref().map(|c| c.counters.summary()),
         fabric_summary: ctx.fabric.counters.summary(),
+        hops: hop_stats,
+        tsc_khz: ctx.emulated.as_ref().map(|c| c.tsc_khz()),
     })
 }
 

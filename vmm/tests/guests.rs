@@ -161,5 +161,10 @@ fn demo_boots_the_bundled_guest_and_exits_zero() {
     vmm(&["demo"])
         .assert_status(0)
         .assert_stdout_has("postbox demo guest: running at CPL3")
+        .assert_stdout_has("200 interrupts, send->handler median")
+        .assert_stdout_has("what travelled")
+        .assert_stdout_has("posted 200 (notified 200")
+        .assert_stdout_has("remapped 200")
+        .assert_stdout_has("faulted 0")
         .assert_stdout_has("exits:");
 }
