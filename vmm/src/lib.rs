@@ -2,6 +2,7 @@
 //! Postbox's device models. `vm::run` boots a kernel; `guests` names the bundled test guests.
 
 pub mod boot;
+pub mod bypass;
 pub mod cpuid;
 pub mod dispatch;
 pub mod emulated;

@@ -43,8 +43,12 @@ enum Command {
         timeout: Option<f64>,
         /// Interrupt controller backend: emulated (Postbox's models), kernel (KVM's LAPIC)
         /// or bypass (VFIO + posted interrupts in hardware).
-        #[arg(long, default_value = "emulated", value_name = "BACKEND")]
-        irqchip: vmm::irqchip::IrqchipKind,
+        #[arg(long, value_name = "BACKEND")]
+        irqchip: Option<vmm::irqchip::IrqchipKind>,
+        /// A VF bound to vfio-pci (sysfs path or PCI address) to assign to the guest; with
+        /// it, the bypass backend is chosen when the host supports it.
+        #[arg(long = "vfio-device", value_name = "PATH")]
+        vfio_device: Option<PathBuf>,
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
@@ -112,7 +116,18 @@ fn main() -> ExitCode {
             cmdline,
             timeout: t,
             irqchip,
+            vfio_device,
         } => {
+            // Default: bypass when a VF is given and the host can post in hardware.
+            let irqchip = irqchip.unwrap_or_else(|| {
+                let bypass = vfio_device.is_some()
+                    && vmm::bypass::detect(std::path::Path::new("/")).available();
+                if bypass {
+                    vmm::irqchip::IrqchipKind::Bypass
+                } else {
+                    vmm::irqchip::IrqchipKind::Emulated
+                }
+            });
             let timeout = match timeout(t) {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
@@ -125,6 +140,7 @@ fn main() -> ExitCode {
                 cmdline,
                 timeout,
                 irqchip,
+                vfio_device,
             };
             match vm::run(&config) {
                 Ok(r) => {

@@ -47,6 +47,8 @@ pub struct VmConfig {
     pub cmdline: String,
     pub timeout: Option<Duration>,
     pub irqchip: IrqchipKind,
+    /// A VFIO-bound VF to assign (`--vfio-device`), for the bypass backend.
+    pub vfio_device: Option<PathBuf>,
 }
 
 impl Default for VmConfig {
@@ -59,6 +61,7 @@ impl Default for VmConfig {
             cmdline: String::new(),
             timeout: None,
             irqchip: IrqchipKind::default(),
+            vfio_device: None,
         }
     }
 }
@@ -300,10 +303,31 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     vm.enable_cap(&msr_cap)
         .map_err(Error::kvm("enabling KVM_CAP_X86_USER_SPACE_MSR"))?;
 
+    if config.vfio_device.is_some() && config.irqchip != IrqchipKind::Bypass {
+        return Err(Error::BadConfig(format!(
+            "--vfio-device needs the bypass backend, which is not possible on this host: {}",
+            crate::bypass::detect(std::path::Path::new("/")).missing()
+        )));
+    }
     if config.irqchip == IrqchipKind::Bypass {
-        return Err(Error::BadConfig(
-            "--irqchip bypass is not implemented yet (issue 7); use emulated or kernel".into(),
-        ));
+        let root = std::path::Path::new("/");
+        let host = crate::bypass::detect(root);
+        if !host.available() {
+            return Err(Error::BadConfig(format!(
+                "--irqchip bypass is not possible on this host: {}",
+                host.missing()
+            )));
+        }
+        let Some(device) = &config.vfio_device else {
+            return Err(Error::BadConfig(
+                "--irqchip bypass needs --vfio-device".into(),
+            ));
+        };
+        let device = crate::bypass::assignable(root, device).map_err(Error::BadConfig)?;
+        return Err(Error::BadConfig(format!(
+            "this host supports bypass and {} is assignable, but Postbox's VFIO wiring is not built yet",
+            device.sysfs.display()
+        )));
     }
     config.irqchip.setup_vm(&vm)?;
     if config.irqchip == IrqchipKind::Emulated {

@@ -138,3 +138,48 @@ fn missing_initrd() {
     .assert_one_line_error()
     .assert_stderr_has("cannot read initrd");
 }
+
+#[test]
+fn bypass_without_host_support_names_what_is_missing() {
+    if !kvm_available("bypass_without_host_support_names_what_is_missing") {
+        return;
+    }
+    if vmm::bypass::detect(std::path::Path::new("/")).available() {
+        eprintln!("this host supports bypass; the refusal path is covered by the unit tests");
+        return;
+    }
+    vmm(&[
+        "run",
+        "--kernel",
+        guest("hello").to_str().unwrap(),
+        "--irqchip",
+        "bypass",
+    ])
+    .assert_status(STATUS_BAD_INPUT)
+    .assert_one_line_error()
+    .assert_stderr_has("--irqchip bypass is not possible on this host");
+    vmm(&[
+        "run",
+        "--kernel",
+        guest("hello").to_str().unwrap(),
+        "--vfio-device",
+        "0000:03:10.0",
+    ])
+    .assert_status(STATUS_BAD_INPUT)
+    .assert_one_line_error()
+    .assert_stderr_has("--vfio-device needs the bypass backend");
+}
+
+#[test]
+fn unknown_irqchip() {
+    vmm(&[
+        "run",
+        "--kernel",
+        guest("hello").to_str().unwrap(),
+        "--irqchip",
+        "pic",
+    ])
+    .assert_status(STATUS_BAD_INPUT)
+    .assert_one_line_error()
+    .assert_stderr_has("unknown irqchip");
+}
