@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory};
 
 /// Why a DMA was aborted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +49,58 @@ pub trait DmaSpace: Send + Sync {
 
 const PAGE_SIZE: u64 = 4096;
 
-/// `DmaSpace` over a vm-memory `GuestMemory` and a translator.
+/// The translated pieces of one access, without allocating for the usual few pages.
+struct Pieces {
+    inline: [(u64, usize); 8],
+    n: usize,
+    spill: Vec<(u64, usize)>,
+}
+
+impl Pieces {
+    fn new() -> Self {
+        Self {
+            inline: [(0, 0); 8],
+            n: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut (u64, usize)> {
+        if !self.spill.is_empty() {
+            self.spill.last_mut()
+        } else if self.n > 0 {
+            Some(&mut self.inline[self.n - 1])
+        } else {
+            None
+        }
+    }
+
+    fn push(&mut self, p: (u64, usize)) {
+        if self.n < self.inline.len() && self.spill.is_empty() {
+            self.inline[self.n] = p;
+            self.n += 1;
+        } else {
+            self.spill.push(p);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+        self.inline[..self.n]
+            .iter()
+            .chain(self.spill.iter())
+            .copied()
+    }
+}
+
+/// `DmaSpace` over a vm-memory address space (`Arc<GuestMemoryMmap>`,
+/// `GuestMemoryAtomic<...>`, `&GuestMemoryMmap`) and a translator.
 pub struct GuestDma<M, T> {
     mem: M,
     translator: T,
     aborted: AtomicU64,
 }
 
-impl<M: GuestMemory, T: DmaTranslator> GuestDma<M, T> {
+impl<M: GuestAddressSpace, T: DmaTranslator> GuestDma<M, T> {
     pub fn new(mem: M, translator: T) -> Self {
         Self {
             mem,
@@ -65,25 +109,27 @@ impl<M: GuestMemory, T: DmaTranslator> GuestDma<M, T> {
         }
     }
 
-    pub fn memory(&self) -> &M {
-        &self.mem
+    /// The guest memory (a snapshot guard of the address space).
+    pub fn memory(&self) -> M::T {
+        self.mem.memory()
     }
 
     /// Splits `[iova, iova + len)` at page boundaries and translates each piece; the
     /// whole access is checked before any byte moves, so an abort leaves memory intact.
     fn plan(
         &self,
+        mem: &M::M,
         rid: u16,
         iova: u64,
         len: usize,
         write: bool,
-    ) -> Result<Vec<(u64, usize)>, DmaError> {
+    ) -> Result<Pieces, DmaError> {
         let len64 = len as u64;
+        let mut pieces = Pieces::new();
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok(pieces);
         }
         iova.checked_add(len64 - 1).ok_or(DmaError::Overflow)?;
-        let mut pieces = Vec::with_capacity(1 + len / PAGE_SIZE as usize);
         let mut done = 0u64;
         while done < len64 {
             let cur = iova + done;
@@ -92,9 +138,8 @@ impl<M: GuestMemory, T: DmaTranslator> GuestDma<M, T> {
                 .translator
                 .translate(rid, cur, write)
                 .ok_or(DmaError::Translation { iova: cur })?;
-            let end = gpa.checked_add(in_page - 1).ok_or(DmaError::Overflow)?;
-            let _ = end;
-            if !self.mem.check_range(
+            gpa.checked_add(in_page - 1).ok_or(DmaError::Overflow)?;
+            if !mem.check_range(
                 GuestAddress(gpa),
                 in_page as usize,
                 if write {
@@ -124,15 +169,15 @@ impl<M: GuestMemory, T: DmaTranslator> GuestDma<M, T> {
     }
 }
 
-impl<M: GuestMemory + Send + Sync, T: DmaTranslator> DmaSpace for GuestDma<M, T> {
+impl<M: GuestAddressSpace + Send + Sync, T: DmaTranslator> DmaSpace for GuestDma<M, T> {
     fn read(&self, rid: u16, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        let mem = self.mem.memory();
         let pieces = self
-            .plan(rid, iova, buf.len(), false)
+            .plan(&mem, rid, iova, buf.len(), false)
             .map_err(|e| self.abort(e))?;
         let mut off = 0;
-        for (gpa, len) in pieces {
-            self.mem
-                .read_slice(&mut buf[off..off + len], GuestAddress(gpa))
+        for (gpa, len) in pieces.iter() {
+            mem.read_slice(&mut buf[off..off + len], GuestAddress(gpa))
                 .map_err(|_| self.abort(DmaError::OutOfGuestMemory { gpa }))?;
             off += len;
         }
@@ -140,13 +185,13 @@ impl<M: GuestMemory + Send + Sync, T: DmaTranslator> DmaSpace for GuestDma<M, T>
     }
 
     fn write(&self, rid: u16, iova: u64, data: &[u8]) -> Result<(), DmaError> {
+        let mem = self.mem.memory();
         let pieces = self
-            .plan(rid, iova, data.len(), true)
+            .plan(&mem, rid, iova, data.len(), true)
             .map_err(|e| self.abort(e))?;
         let mut off = 0;
-        for (gpa, len) in pieces {
-            self.mem
-                .write_slice(&data[off..off + len], GuestAddress(gpa))
+        for (gpa, len) in pieces.iter() {
+            mem.write_slice(&data[off..off + len], GuestAddress(gpa))
                 .map_err(|_| self.abort(DmaError::OutOfGuestMemory { gpa }))?;
             off += len;
         }
@@ -163,8 +208,8 @@ mod tests {
     use super::*;
     use vm_memory::GuestMemoryMmap;
 
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap()
+    fn mem() -> std::sync::Arc<GuestMemoryMmap> {
+        std::sync::Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap())
     }
 
     #[test]
@@ -211,5 +256,32 @@ mod tests {
         dma.read(7, 0xff0, &mut b).unwrap();
         assert_eq!(b, [0; 16]);
         assert_eq!(dma.aborted(), 1);
+    }
+
+    /// Maps IOVA page i to guest page 15 - i: nothing merges, so long transfers use
+    /// more pieces than the inline array holds.
+    struct Reverse;
+    impl DmaTranslator for Reverse {
+        fn translate(&self, _: u16, iova: u64, _: bool) -> Option<u64> {
+            let page = iova / 4096;
+            (page < 16).then(|| (15 - page) * 4096 + iova % 4096)
+        }
+    }
+
+    #[test]
+    fn scattered_translation_round_trip() {
+        let dma = GuestDma::new(mem(), Reverse);
+        let data: Vec<u8> = (0..12 * 4096 + 100).map(|i| (i % 251) as u8).collect();
+        dma.write(0, 100, &data).unwrap();
+        let mut back = vec![0; data.len()];
+        dma.read(0, 100, &mut back).unwrap();
+        assert_eq!(back, data);
+        // IOVA page 0 landed in guest page 15.
+        let mut direct = [0u8; 4];
+        dma.memory()
+            .read_slice(&mut direct, GuestAddress(15 * 4096 + 100))
+            .unwrap();
+        assert_eq!(direct, [0, 1, 2, 3]);
+        assert!(dma.write(0, 16 * 4096 - 8, &[0; 16]).is_err());
     }
 }

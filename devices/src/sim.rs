@@ -25,7 +25,7 @@ pub struct Rig {
     pub bus: PciBus,
     pub h: usize,
     pub sink: Arc<RecordingSink>,
-    pub mem: Arc<GuestDma<GuestMemoryMmap, IdentityTranslator>>,
+    pub mem: Arc<GuestDma<Arc<GuestMemoryMmap>, IdentityTranslator>>,
 }
 
 impl Default for Rig {
@@ -37,7 +37,7 @@ impl Default for Rig {
 impl Rig {
     pub fn new() -> Self {
         let mem = Arc::new(GuestDma::new(
-            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap(),
+            Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()),
             IdentityTranslator,
         ));
         let sink = RecordingSink::new();

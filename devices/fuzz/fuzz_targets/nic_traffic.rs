@@ -37,19 +37,53 @@ impl Input<'_> {
         Some(u16::from_le_bytes([self.u8()?, self.u8()?]))
     }
     fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
+        Some(u32::from_le_bytes([
+            self.u8()?,
+            self.u8()?,
+            self.u8()?,
+            self.u8()?,
+        ]))
     }
 }
 
 const HOT: &[u32] = &[
-    CTRL, CTRL_EXT, RCTL, TCTL, GPIE, EICS, EIMS, EIMC, EIAC, EIAM, EICR, ICR, ICS, IMS, IVAR0,
-    IVAR_MISC, EITR, EITR + 4, V2PMAILBOX, P2VMAILBOX, VMBMEM, MBVFICR, MBVFIMR, VFLRE, VFRE,
-    VFTE, DTXSWC, RAL0, RAL0 + 4, VMOLR, EERD, MDIC,
+    CTRL,
+    CTRL_EXT,
+    RCTL,
+    TCTL,
+    GPIE,
+    EICS,
+    EIMS,
+    EIMC,
+    EIAC,
+    EIAM,
+    EICR,
+    ICR,
+    ICS,
+    IMS,
+    IVAR0,
+    IVAR_MISC,
+    EITR,
+    EITR + 4,
+    V2PMAILBOX,
+    P2VMAILBOX,
+    VMBMEM,
+    MBVFICR,
+    MBVFIMR,
+    VFLRE,
+    VFRE,
+    VFTE,
+    DTXSWC,
+    RAL0,
+    RAL0 + 4,
+    VMOLR,
+    EERD,
+    MDIC,
 ];
 
 fuzz_target!(|data: &[u8]| {
     let mem = Arc::new(GuestDma::new(
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM)]).unwrap(),
+        Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM)]).unwrap()),
         LowerHalf,
     ));
     let canary = vec![0x5au8; MEM / 2];
@@ -84,14 +118,23 @@ fuzz_target!(|data: &[u8]| {
             0 => Function::Pf,
             k => Function::Vf((k as u16 - 1) % nic.active_vfs().max(1)),
         };
-        let f = if nic.active_vfs() == 0 { Function::Pf } else { f };
+        let f = if nic.active_vfs() == 0 {
+            Function::Pf
+        } else {
+            f
+        };
         match kind & 0x7 {
             0 => {
                 let Some(rid) = inp.u8() else { break };
                 let Some(off) = inp.u16() else { break };
                 let Some(v) = inp.u32() else { break };
                 let len = 1 << (kind >> 3 & 3).min(2);
-                bus.config_write(pf.wrapping_add(rid as u16), off & 0xfff, &v.to_le_bytes()[..len], now);
+                bus.config_write(
+                    pf.wrapping_add(rid as u16),
+                    off & 0xfff,
+                    &v.to_le_bytes()[..len],
+                    now,
+                );
             }
             1 => {
                 let Some(sel) = inp.u16() else { break };
@@ -133,7 +176,12 @@ fuzz_target!(|data: &[u8]| {
                 };
                 if let Some(a) = nic.bar_address(f, REG_BAR) {
                     for (blk, b) in [(rx, base), (tx, base.wrapping_add(0x4000))] {
-                        for (o, v) in [(0u32, b), (8, len as u32), (0x28, 1 << 25), (0x18, len as u32 / 48)] {
+                        for (o, v) in [
+                            (0u32, b),
+                            (8, len as u32),
+                            (0x28, 1 << 25),
+                            (0x18, len as u32 / 48),
+                        ] {
                             bus.mmio_write_at(a + (blk + o) as u64, &v.to_le_bytes(), now);
                         }
                     }
@@ -148,16 +196,21 @@ fuzz_target!(|data: &[u8]| {
                 let Some(port) = inp.u8() else { break };
                 let Some(v) = inp.u32() else { break };
                 let p = 0xcf8 + (port as u16 & 7);
-                let len = if p == 0xcf8 { 4 } else { 1 << (kind >> 3 & 3).min(2) };
+                let len = if p == 0xcf8 {
+                    4
+                } else {
+                    1 << (kind >> 3 & 3).min(2)
+                };
                 bus.pio_write_at(p, &v.to_le_bytes()[..len], now);
             }
             _ => {
                 let Some(addr) = inp.u32() else { break };
                 let Some(v) = inp.u32() else { break };
                 // Anywhere in guest memory: descriptors and buffers.
-                let _ = mem
-                    .memory()
-                    .write_slice(&v.to_le_bytes(), GuestAddress((addr as u64) % (MEM as u64 / 2 - 4)));
+                let _ = mem.memory().write_slice(
+                    &v.to_le_bytes(),
+                    GuestAddress((addr as u64) % (MEM as u64 / 2 - 4)),
+                );
             }
         }
     }

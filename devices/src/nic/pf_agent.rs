@@ -57,7 +57,7 @@ impl Nic82576 {
             self.pf.set(VFRE, vfre);
             let vfte = self.pf.get(VFTE) | (1 << n);
             self.pf.set(VFTE, vfte);
-            let vmolr = VMOLR_BAM | VMOLR_LPE | MAX_FRAME as u32;
+            let vmolr = VMOLR_BAM | VMOLR_LPE | VMOLR_STRVLAN | MAX_FRAME as u32;
             self.pf.set(VMOLR + 4 * n as u32, vmolr);
             let sw = self.pf.get(DTXSWC) | DTXSWC_LOOPBACK_EN;
             self.pf.set(DTXSWC, sw);

@@ -14,6 +14,9 @@ pub const STATUS: u32 = 0x0008;
 pub const EECD: u32 = 0x0010;
 /// EEPROM Read.
 pub const EERD: u32 = 0x0014;
+/// Management EEPROM control: configuration done for port 0 (bit 18), polled by igb.
+pub const EEMNGCTL: u32 = 0x1010;
+pub const EEMNGCTL_CFG_DONE_PORT_0: u32 = 1 << 18;
 /// Extended Device Control.
 pub const CTRL_EXT: u32 = 0x0018;
 /// MDI Control (PHY access).
@@ -21,6 +24,8 @@ pub const MDIC: u32 = 0x0020;
 
 /// CTRL: Set Link Up.
 pub const CTRL_SLU: u32 = 1 << 6;
+/// CTRL: VLAN mode enable (PF tag stripping).
+pub const CTRL_VME: u32 = 1 << 30;
 /// CTRL: Device Reset (self-clearing; VTCTRL.RST resets only the VF).
 pub const CTRL_RST: u32 = 1 << 26;
 /// CTRL: PHY reset.
@@ -64,6 +69,9 @@ pub const MDIC_ERROR: u32 = 1 << 30;
 // ---- interrupts (PF "Interrupt Register Descriptions"; VF VTEICR...) ----
 /// Interrupt Cause Read (PF, "other" causes).
 pub const ICR: u32 = 0x00c0;
+/// Interrupt Throttling Rate (non-MSI-X mode): interval bits 15:0 in 256 ns units.
+pub const ITR: u32 = 0x00c4;
+pub const ITR_INTERVAL_MASK: u32 = 0xffff;
 /// Interrupt Cause Set.
 pub const ICS: u32 = 0x00c8;
 /// Interrupt Mask Set/Read.
@@ -72,6 +80,10 @@ pub const IMS: u32 = 0x00d0;
 pub const IMC: u32 = 0x00d8;
 /// Interrupt Acknowledge Auto Mask.
 pub const IAM: u32 = 0x00e0;
+/// ICR: transmit descriptor written back (non-MSI-X mode queue cause).
+pub const ICR_TXDW: u32 = 1 << 0;
+/// ICR: receiver timer interrupt / descriptor written back (non-MSI-X mode).
+pub const ICR_RXT0: u32 = 1 << 7;
 /// ICR: link status change.
 pub const ICR_LSC: u32 = 1 << 2;
 /// ICR: VM mailbox / VF reset event (VMMB).
@@ -300,6 +312,8 @@ pub const DESC_SIZE: u64 = 16;
 pub const RXD_STAT_DD: u32 = 1 << 0;
 /// RX write-back status: end of packet.
 pub const RXD_STAT_EOP: u32 = 1 << 1;
+/// RX: 802.1Q packet, tag stripped into the descriptor.
+pub const RXD_STAT_VP: u32 = 1 << 3;
 /// RX: UDP checksum calculated.
 pub const RXD_STAT_UDPCS: u32 = 1 << 4;
 /// RX: TCP checksum calculated.
@@ -313,6 +327,10 @@ pub const RXDEXT_STATERR_IPE: u32 = 1 << 30;
 /// RX legacy error byte: TCP/UDP checksum error, IP checksum error.
 pub const RXD_ERR_TCPE: u8 = 1 << 5;
 pub const RXD_ERR_IPE: u8 = 1 << 6;
+/// RX advanced hdr_info: header length (bits 14:5) and split-header flag (bit 15).
+pub const RXDADV_HDRBUFLEN_MASK: u32 = 0x7fe0;
+pub const RXDADV_HDRBUFLEN_SHIFT: u32 = 5;
+pub const RXDADV_SPH: u32 = 0x8000;
 /// RX advanced packet type (dword 0 bits 16:4): IPv4, TCP, UDP.
 pub const RXDADV_PKTTYPE_IPV4: u32 = 1 << 4;
 pub const RXDADV_PKTTYPE_TCP: u32 = 1 << 8;
@@ -367,3 +385,5 @@ pub const VMOLR_RLPML_MASK: u32 = 0x3fff;
 pub const VMOLR_LPE: u32 = 1 << 16;
 /// VMOLR: accept broadcast.
 pub const VMOLR_BAM: u32 = 1 << 27;
+/// VMOLR: strip VLAN tags.
+pub const VMOLR_STRVLAN: u32 = 1 << 30;

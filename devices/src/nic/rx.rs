@@ -1,6 +1,7 @@
 //! A receive queue (82576 datasheet, "Receive Functionality": receive descriptor ring,
-//! legacy and advanced one-buffer descriptors, write-back). Header split descriptor
-//! types are treated as one-buffer (the whole frame goes to the packet buffer).
+//! legacy, advanced one-buffer and header-split descriptors, write-back). Header split
+//! places the Ethernet/IPv4/TCP-or-UDP headers (Ethernet only for other frames) in the
+//! header buffer, capped at SRRCTL.BSIZEHEADER.
 
 use super::csum;
 use super::regs::*;
@@ -41,6 +42,8 @@ pub struct RxParams {
     pub rctl_bsize: u32,
     pub ip_csum: bool,
     pub l4_csum: bool,
+    /// Strip an 802.1Q tag into the descriptor (PF: CTRL.VME; VF: VMOLR.STRVLAN).
+    pub strip_vlan: bool,
 }
 
 impl RxQueue {
@@ -105,6 +108,19 @@ impl RxQueue {
         }
     }
 
+    /// SRRCTL.DESCTYPE header split (010b) or header split always (101b).
+    fn header_split(&self) -> bool {
+        matches!(
+            (self.srrctl & SRRCTL_DESCTYPE_MASK) >> SRRCTL_DESCTYPE_SHIFT,
+            2 | 5
+        )
+    }
+
+    /// SRRCTL.BSIZEHEADER, bits 11:8 in 64-byte units.
+    fn header_buffer_size(&self) -> usize {
+        (((self.srrctl >> 8) & 0xf) as usize) * 64
+    }
+
     fn advanced(&self) -> bool {
         self.srrctl & SRRCTL_DESCTYPE_MASK != SRRCTL_DESCTYPE_LEGACY
     }
@@ -122,8 +138,27 @@ impl RxQueue {
         if !self.enabled() {
             return RxOutcome::Disabled;
         }
+        let stripped;
+        let mut vlan = None;
+        let frame = if p.strip_vlan && frame.len() >= 18 && frame[12..14] == [0x81, 0x00] {
+            vlan = Some(u16::from_be_bytes([frame[14], frame[15]]));
+            stripped = [&frame[..12], &frame[16..]].concat();
+            &stripped[..]
+        } else {
+            frame
+        };
         let bsize = self.buffer_size(p).max(256);
-        let needed = frame.len().div_ceil(bsize).max(1) as u32;
+        // Header split: the protocol headers go to the header buffer of the first
+        // descriptor, the rest to the packet buffers.
+        let hlen = if self.header_split() {
+            header_len(frame)
+                .min(self.header_buffer_size())
+                .min(frame.len())
+        } else {
+            0
+        };
+        let (header, payload) = frame.split_at(hlen);
+        let needed = payload.len().div_ceil(bsize).max(1) as u32;
         if self.available() < needed {
             self.rqdpc = self.rqdpc.wrapping_add(1);
             return RxOutcome::NoDescriptors;
@@ -135,22 +170,41 @@ impl RxQueue {
         };
         let n = self.count();
         let mut head = self.rdh;
-        for (i, chunk) in frame.chunks(bsize).enumerate() {
-            let last = i as u32 + 1 == needed;
+        let mut chunks = payload.chunks(bsize);
+        for i in 0..needed {
+            let chunk = chunks.next().unwrap_or(&[]);
+            let first = i == 0;
+            let last = i + 1 == needed;
             let daddr = self.base().wrapping_add(head as u64 * DESC_SIZE);
             let mut desc = [0u8; 16];
             if dma.read(rid, daddr, &mut desc).is_err() {
                 return RxOutcome::DmaAborted;
             }
             let buf = u64::from_le_bytes(desc[0..8].try_into().unwrap_or([0; 8]));
+            let hdr_buf = u64::from_le_bytes(desc[8..16].try_into().unwrap_or([0; 8]));
+            if first && !header.is_empty() && dma.write(rid, hdr_buf, header).is_err() {
+                return RxOutcome::DmaAborted;
+            }
             if dma.write(rid, buf, chunk).is_err() {
                 return RxOutcome::DmaAborted;
             }
-            let wb = if self.advanced() {
+            let mut wb = if self.advanced() {
                 advanced_writeback(chunk.len(), last, &cs, p)
             } else {
                 legacy_writeback(buf, chunk, last, &cs, p)
             };
+            if first && self.header_split() {
+                // hdr_info: header length bits 14:5, SPH bit 15 (split done).
+                let hi = ((hlen as u32) << RXDADV_HDRBUFLEN_SHIFT) & RXDADV_HDRBUFLEN_MASK
+                    | if hlen > 0 { RXDADV_SPH } else { 0 };
+                wb[2..4].copy_from_slice(&(hi as u16).to_le_bytes());
+            }
+            if let (Some(tci), true) = (vlan, last) {
+                // VP status (bit 3 of the status field) and the tag: advanced write-back
+                // dword 3 bits 31:16, legacy "special" bytes 14–15.
+                wb[if self.advanced() { 8 } else { 12 }] |= RXD_STAT_VP as u8;
+                wb[14..16].copy_from_slice(&tci.to_le_bytes());
+            }
             if dma.write(rid, daddr, &wb).is_err() {
                 return RxOutcome::DmaAborted;
             }
@@ -244,4 +298,28 @@ fn legacy_writeback(
     wb[12] = st;
     wb[13] = err;
     wb
+}
+
+/// Length of the headers a header split separates: Ethernet (+ 802.1Q), then IPv4 and
+/// TCP/UDP when present and unfragmented.
+fn header_len(frame: &[u8]) -> usize {
+    let l2 = if frame.get(12..14) == Some(&[0x81, 0x00]) {
+        18
+    } else {
+        14
+    };
+    let Some(l) = csum::parse_ipv4(frame) else {
+        return l2.min(frame.len());
+    };
+    let l4 = l.l3 + l.ihl;
+    if l.fragment {
+        return l4;
+    }
+    match l.protocol {
+        6 => frame
+            .get(l4 + 12)
+            .map_or(l4, |b| (l4 + ((b >> 4) as usize) * 4).min(frame.len())),
+        17 => (l4 + 8).min(frame.len()),
+        _ => l4,
+    }
 }

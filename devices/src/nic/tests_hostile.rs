@@ -364,7 +364,7 @@ proptest! {
     #[test]
     fn random_register_and_config_traffic(ops in prop::collection::vec(op(), 1..200)) {
         let mem = Arc::new(GuestDma::new(
-            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap(),
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()),
             LowerHalf,
         ));
         let canary = vec![0xa5u8; MEM_SIZE / 2];

@@ -44,6 +44,11 @@ struct FrameOpts {
     tse: bool,
     ctx: usize,
     legacy_cso: Option<(usize, usize)>,
+    /// VLE: insert an 802.1Q tag (from the context descriptor, or the legacy special
+    /// field).
+    vle: bool,
+    legacy: bool,
+    legacy_vlan: u16,
 }
 
 /// One transmit queue.
@@ -164,7 +169,8 @@ impl TxQueue {
                             txsm: dw3 & ADVTXD_POPTS_TXSM != 0,
                             tse: dw2 & TXD_CMD_TSE != 0,
                             ctx: ((dw3 >> ADVTXD_IDX_SHIFT) & 1) as usize,
-                            legacy_cso: None,
+                            vle: dw2 & TXD_CMD_VLE != 0,
+                            ..FrameOpts::default()
                         }
                     } else {
                         // Legacy: CSO byte 2 of dword 2, CSS byte 1 of dword 3, IC bit 26.
@@ -174,6 +180,9 @@ impl TxQueue {
                                 ((dw3 >> 8) & 0xff) as usize,
                                 ((dw2 >> 16) & 0xff) as usize,
                             )),
+                            vle: dw2 & TXD_CMD_VLE != 0,
+                            legacy: true,
+                            legacy_vlan: (dw3 >> 16) as u16,
                             ..FrameOpts::default()
                         }
                     });
@@ -232,8 +241,25 @@ impl TxQueue {
         }
     }
 
-    /// Applies offloads; returns the number of frames dropped.
-    fn finish(&self, mut frame: Vec<u8>, o: FrameOpts, out: &mut Vec<Vec<u8>>) -> u32 {
+    /// Applies offloads (checksums, segmentation, then VLAN tag insertion); returns the
+    /// number of frames dropped.
+    fn finish(&self, frame: Vec<u8>, o: FrameOpts, out: &mut Vec<Vec<u8>>) -> u32 {
+        let first = out.len();
+        let dropped = self.offload(frame, &o, out);
+        if o.vle {
+            let tag = if o.legacy {
+                o.legacy_vlan
+            } else {
+                (self.ctx[o.ctx].vlan_macip_lens >> 16) as u16
+            };
+            for f in &mut out[first..] {
+                insert_vlan(f, tag);
+            }
+        }
+        dropped
+    }
+
+    fn offload(&self, mut frame: Vec<u8>, o: &FrameOpts, out: &mut Vec<Vec<u8>>) -> u32 {
         let ctx = self.ctx[o.ctx];
         if o.tse {
             return self.segment(frame, &ctx, out);
@@ -313,5 +339,13 @@ impl TxQueue {
             out.push(seg);
         }
         0
+    }
+}
+
+/// Inserts an 802.1Q tag (TPID 0x8100) after the source MAC address.
+pub fn insert_vlan(frame: &mut Vec<u8>, tci: u16) {
+    if frame.len() >= 12 {
+        let t = tci.to_be_bytes();
+        frame.splice(12..12, [0x81, 0x00, t[0], t[1]]);
     }
 }

@@ -175,7 +175,15 @@ impl MsixTable {
             return MsixOutcome::Dropped;
         }
         self.sent += 1;
-        sink.send_msi(self.message(v, rid));
+        let msg = self.message(v, rid);
+        tracing::trace!(
+            rid,
+            vector = v,
+            address = msg.address,
+            data = msg.data,
+            "MSI-X"
+        );
+        sink.send_msi(msg);
         MsixOutcome::Sent
     }
 
@@ -189,7 +197,14 @@ impl MsixTable {
             if self.is_pending(v) && !self.is_masked(v) {
                 self.set_pending(v, false);
                 self.sent += 1;
-                sink.send_msi(self.message(v, rid));
+                let msg = self.message(v, rid);
+                tracing::trace!(
+                    rid,
+                    vector = v,
+                    address = msg.address,
+                    "MSI-X pending delivered"
+                );
+                sink.send_msi(msg);
             }
         }
     }
