@@ -14,6 +14,7 @@
 pub mod apic;
 pub mod arch;
 pub mod boot;
+pub mod igbvf;
 pub mod mem;
 pub mod serial;
 pub mod smp;

@@ -49,6 +49,10 @@ enum Command {
         /// it, the bypass backend is chosen when the host supports it.
         #[arg(long = "vfio-device", value_name = "PATH")]
         vfio_device: Option<PathBuf>,
+        /// Enable N virtual functions of the NIC before the guest starts (0–8), with the
+        /// built-in PF agent answering their mailboxes.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        vfs: u16,
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             timeout: t,
             irqchip,
             vfio_device,
+            vfs,
         } => {
             // Default: bypass when a VF is given and the host can post in hardware.
             let irqchip = irqchip.unwrap_or_else(|| {
@@ -141,6 +146,7 @@ fn main() -> ExitCode {
                 timeout,
                 irqchip,
                 vfio_device,
+                vfs,
             };
             match vm::run(&config) {
                 Ok(r) => {

@@ -49,6 +49,8 @@ pub struct VmConfig {
     pub irqchip: IrqchipKind,
     /// A VFIO-bound VF to assign (`--vfio-device`), for the bypass backend.
     pub vfio_device: Option<PathBuf>,
+    /// VFs of the NIC to enable before the guest starts (`--vfs N`).
+    pub vfs: u16,
 }
 
 impl Default for VmConfig {
@@ -62,6 +64,7 @@ impl Default for VmConfig {
             timeout: None,
             irqchip: IrqchipKind::default(),
             vfio_device: None,
+            vfs: 0,
         }
     }
 }
@@ -216,6 +219,13 @@ pub fn validate(config: &VmConfig) -> Result<()> {
             "--mem-mib {} is too small: the VM needs at least {} MiB",
             config.mem_mib,
             layout::MIN_MEM_MIB
+        )));
+    }
+    if usize::from(config.vfs) > devices::nic::MAX_VFS {
+        return Err(Error::BadConfig(format!(
+            "--vfs {} exceeds the NIC's {} virtual functions",
+            config.vfs,
+            devices::nic::MAX_VFS
         )));
     }
     let host = host_memory_mib();
@@ -432,6 +442,39 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
             Arc::new(MsiTestDevice::new(fabric.clone())),
         )
         .map_err(|e| Error::Internal(format!("MSI test device: {e}")))?;
+    let pci = crate::pci::Pci::new(&memory, fabric.clone(), config.vfs)?;
+    let ports = Arc::new(crate::pci::PciPorts(pci.clone()));
+    let pci_err = |e: vm_device::bus::Error| Error::Internal(format!("PCI: {e}"));
+    dispatch
+        .io
+        .register_pio(
+            PioRange::new(
+                PioAddress(crate::pci::CONFIG_PORTS),
+                crate::pci::CONFIG_PORTS_LEN,
+            )
+            .expect("static range"),
+            ports.clone(),
+        )
+        .map_err(pci_err)?;
+    dispatch
+        .io
+        .register_mmio(
+            MmioRange::new(MmioAddress(crate::pci::ECAM_BASE), crate::pci::ECAM_SIZE)
+                .expect("static range"),
+            ports.clone(),
+        )
+        .map_err(pci_err)?;
+    dispatch
+        .io
+        .register_mmio(
+            MmioRange::new(
+                MmioAddress(crate::pci::MMIO_WINDOW.0),
+                crate::pci::MMIO_WINDOW.1,
+            )
+            .expect("static range"),
+            ports,
+        )
+        .map_err(pci_err)?;
     let ctx = Arc::new(VmContext {
         dispatch,
         memory: memory.clone(),
@@ -448,6 +491,13 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     let started = Instant::now();
     let kvm_starts_aps = config.irqchip.kvm_starts_aps();
     let mut threads = Vec::new();
+    let pci_thread = {
+        let pci = pci.clone();
+        std::thread::Builder::new()
+            .name("pci-poll".into())
+            .spawn(move || pci.run_poll())
+            .map_err(|e| Error::Internal(format!("cannot start the PCI poll thread: {e}")))?
+    };
     let timer_thread = match &ctx.emulated {
         Some(chip) => {
             let chip = chip.clone();
@@ -507,6 +557,8 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     if let Some(t) = timer_thread {
         let _ = t.join();
     }
+    pci.stop();
+    let _ = pci_thread.join();
     serial.flush();
     Ok(RunReport {
         end,
