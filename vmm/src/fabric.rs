@@ -18,7 +18,6 @@ use apic::{DestinationFormat, InterruptRequest, MsiMessage};
 use iommu::post::PostResult;
 use iommu::remap::RemapResult;
 use iommu::Iommu;
-use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
 use vm_device::bus::{MmioAddress, MmioAddressOffset};
 use vm_device::{DeviceMmio, MutDeviceMmio};
@@ -26,6 +25,7 @@ use vm_memory::GuestMemoryMmap;
 
 use crate::emulated::EmulatedIrqchip;
 use crate::hops::{self, Hop, HopStats};
+use crate::msi_routes::{MsiKey, MsiRoutes};
 
 /// The posted-interrupt notification vector of the VM's vCPUs (Linux's choice, 0xf2).
 pub const POSTED_INTERRUPT_VECTOR: u8 = 0xf2;
@@ -71,7 +71,8 @@ impl FabricCounters {
 /// Where interrupt requests finally go.
 pub enum Backend {
     Emulated(Arc<EmulatedIrqchip>),
-    Kernel(Arc<VmFd>),
+    /// KVM's LAPIC, reached through GSI routes and irqfds.
+    Kernel(Arc<VmFd>, MsiRoutes),
 }
 
 pub struct Fabric {
@@ -228,7 +229,7 @@ impl Fabric {
                 drop(pending);
                 chip.kick(vcpu);
             }
-            Backend::Kernel(_) => {
+            Backend::Kernel(..) => {
                 self.process_descriptor(pda, |vector| {
                     self.deliver(
                         &InterruptRequest::fixed(vector, destination),
@@ -280,18 +281,17 @@ impl Fabric {
     pub fn deliver(&self, request: &InterruptRequest, format: DestinationFormat) {
         match &self.backend {
             Backend::Emulated(chip) => chip.deliver(request, format),
-            Backend::Kernel(vm) => {
+            Backend::Kernel(vm, routes) => {
                 let msg = MsiMessage::compatibility(0, request);
-                let msi = kvm_msi {
+                let key = MsiKey {
                     address_lo: msg.address as u32,
                     // x2APIC destinations above 255: bits 31:8 in the upper address (KVM's
                     // extended destination, KVM_CAP_X2APIC_API).
                     address_hi: request.destination & 0xffff_ff00,
                     data: msg.data,
-                    ..Default::default()
                 };
-                if let Err(e) = vm.signal_msi(msi) {
-                    tracing::debug!(%e, "KVM_SIGNAL_MSI failed");
+                if let Err(e) = routes.deliver(vm, key) {
+                    tracing::debug!(%e, "irqfd delivery failed");
                     bump(&self.counters.dropped);
                 }
             }

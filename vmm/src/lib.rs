@@ -13,6 +13,7 @@ pub mod hops;
 pub mod irqchip;
 pub mod layout;
 pub mod loader;
+pub mod msi_routes;
 pub mod pci;
 pub mod testdev;
 pub mod vcpu;

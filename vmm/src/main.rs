@@ -170,11 +170,12 @@ fn demo() -> ExitCode {
         mem_mib: 64,
         cmdline: "demo".into(),
         timeout: Some(Duration::from_secs(120)),
+        vfs: 2,
         ..VmConfig::default()
     };
     println!(
-        "postbox demo: booting the bundled guest on {} vCPUs, {} MiB, irqchip {}",
-        config.cpus, config.mem_mib, config.irqchip
+        "postbox demo: booting the bundled guest on {} vCPUs, {} MiB, irqchip {}, NIC with {} VFs",
+        config.cpus, config.mem_mib, config.irqchip, config.vfs
     );
     let r = match vm::run(&config) {
         Ok(r) => r,

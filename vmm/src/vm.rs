@@ -416,7 +416,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     };
     let backend = match &emulated {
         Some(chip) => Backend::Emulated(chip.clone()),
-        None => Backend::Kernel(vm.clone()),
+        None => Backend::Kernel(vm.clone(), crate::msi_routes::MsiRoutes::default()),
     };
     let fabric = Arc::new(Fabric::new(
         memory.clone(),

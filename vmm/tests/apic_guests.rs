@@ -67,3 +67,7 @@ apic_test!(
     1,
     false
 );
+
+// Storms: an IPI storm and an MSI burst at one vCPU; the VM stays responsive.
+apic_test!(emulated_storm, "storm", "emulated", 2, true);
+apic_test!(kernel_storm, "storm", "kernel", 2, true);

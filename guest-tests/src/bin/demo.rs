@@ -1,41 +1,52 @@
-//! The bundled demo guest (`vmm demo`): on two vCPUs, enables x2APIC and VT-d interrupt
-//! remapping, points a posted IRTE and a remapped IRTE at vCPU 1, raises MSIs through the
-//! VMM's MSI test device from vCPU 0, and times each from the send to vCPU 1's handler.
+//! The bundled demo guest (`vmm demo`): on two vCPUs with x2APIC and VT-d remapping (EIM),
+//! brings up the NIC's two VFs, sends frames VF 0 → VF 1 through the NIC's switch, and
+//! times each frame from the transmit doorbell to vCPU 1's handler for VF 1's RX interrupt:
+//! first through a posted IRTE, then through a remapped one.
 #![no_std]
 #![no_main]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use postbox_guest::arch::{rdtsc, Global, IRQ_LAST_TSC};
+use postbox_guest::igbvf::{self, QueueMemory, Vf, EIMS, RING};
 use postbox_guest::smp::{self, count};
-use postbox_guest::testdev::send_msi;
 use postbox_guest::testing::{wait_until, TIMEOUT_TSC};
 use postbox_guest::vtd::{self, posted_irte, remappable_address, remapped_irte, set_irte};
 use postbox_guest::{apic, entry, println, BootInfo};
 
 entry!(elf64, main);
 
-const RID: u16 = 0x0100;
-const ROUNDS: usize = 200;
+const FRAMES: usize = 200;
 const POSTED_VECTOR: u8 = 0x60;
 const REMAPPED_VECTOR: u8 = 0x50;
 
+static Q0: Global<QueueMemory> = Global::new(QueueMemory::new());
+static Q1: Global<QueueMemory> = Global::new(QueueMemory::new());
 #[repr(C, align(64))]
 struct Pid([u64; 8]);
 static PID1: Global<Pid> = Global::new(Pid([0; 8]));
 
-/// Sends `ROUNDS` MSIs for IRTE `index`, each after the previous one arrived on vCPU 1, and
-/// returns the send-to-handler latencies in TSC cycles (sorted).
-fn measure(index: u16, vector: u8, out: &mut [u64; ROUNDS]) -> usize {
+/// Sends `FRAMES` frames VF 0 → VF 1, each after the previous one was received, and
+/// returns the doorbell-to-handler latencies (TSC cycles, sorted).
+fn measure(vf0: &Vf, vf1: &Vf, dst: [u8; 6], vector: u8, slot: &mut usize, out: &mut [u64; FRAMES]) -> usize {
+    let mut frame = [0u8; 64];
+    frame[..6].copy_from_slice(&dst);
+    frame[12..14].copy_from_slice(&[0x88, 0xb5]);
     let mut n = 0;
-    for slot in out.iter_mut() {
+    for sample in out.iter_mut() {
         let before = count(1, vector);
         let sent = rdtsc();
-        send_msi(remappable_address(index), 0, RID, 1);
+        vf0.send(&Q0, &frame);
         if !wait_until(|| count(1, vector) > before) {
             break;
         }
-        *slot = IRQ_LAST_TSC[1].load(Ordering::SeqCst).saturating_sub(sent);
+        *sample = IRQ_LAST_TSC[1].load(Ordering::SeqCst).saturating_sub(sent);
+        let mut buf = [0u8; 128];
+        if vf1.receive(&Q1, *slot, &mut buf).is_none() {
+            break;
+        }
+        *slot = (*slot + 1) % RING;
+        vf1.wr(EIMS, 1);
         n += 1;
     }
     out[..n].sort_unstable();
@@ -49,7 +60,7 @@ fn report(what: &str, samples: &[u64]) {
     }
     let p = |q: usize| samples[(samples.len() - 1) * q / 100];
     println!(
-        "postbox demo guest: {:<28} {:>4} interrupts, send->handler median {} cycles, p99 {} cycles",
+        "postbox demo guest: {:<10} {:>4} frames, doorbell->handler median {} TSC cycles, p99 {}",
         what,
         samples.len(),
         p(50),
@@ -61,34 +72,43 @@ fn main(_info: &BootInfo) -> u32 {
     println!("postbox demo guest: running at CPL3 with IOPL=3");
     let _ = apic::enable_x2apic();
     let _ = apic::software_enable();
-    if smp::start_aps(1, |_| {
+    let up = smp::start_aps(1, |_| {
         let _ = apic::enable_x2apic();
         let _ = apic::software_enable();
-    }, TIMEOUT_TSC) != 1
-    {
-        println!("postbox demo guest: vCPU 1 did not start");
+    }, TIMEOUT_TSC);
+    if up != 1 || vtd::enable(true, true).is_err() {
+        println!("postbox demo guest: vCPU 1 or VT-d did not come up");
         return 1;
     }
-    if let Err(e) = vtd::enable(true, true) {
-        println!("postbox demo guest: VT-d: {}", e);
+    let mut vfs = [None; 8];
+    igbvf::discover(&mut vfs);
+    let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
+        println!("postbox demo guest: the NIC has no two VFs (run with --vfs 2)");
         return 2;
-    }
-    let pid = PID1.get() as u64;
-    // NV 0xf2 (the VM's posted-interrupt notification vector), NDST = APIC 1.
-    // SAFETY: the descriptor is ours until the IRTE points the IOMMU at it.
-    unsafe { (PID1.get() as *mut AtomicU64).add(4).as_ref().unwrap().store((0xf2 << 16) | (1 << 32), Ordering::SeqCst) };
-    let (lo, hi) = posted_irte(POSTED_VECTOR, pid, false);
+    };
+    let (Some(_mac0), Some(mac1)) = (vf0.init(), vf1.init()) else {
+        println!("postbox demo guest: VF reset handshake failed");
+        return 3;
+    };
+    vf0.rings(&Q0);
+    vf1.rings(&Q1);
+    // Posted IRTE 1 → vCPU 1's descriptor (NV 0xf2, NDST 1); remapped IRTE 2 → vCPU 1.
+    // SAFETY: the descriptor is ours until the IRTE points at it.
+    unsafe { AtomicU64::from_ptr((PID1.get() as *mut u64).add(4)) }.store((0xf2 << 16) | (1 << 32), Ordering::SeqCst);
+    let (lo, hi) = posted_irte(POSTED_VECTOR, PID1.get() as u64, false);
     set_irte(1, lo, hi);
     set_irte(2, remapped_irte(REMAPPED_VECTOR, 1, true), 0);
     vtd::invalidate_iec();
-    println!("postbox demo guest: x2APIC on both vCPUs, VT-d remapping in EIM mode, IRTE 1 posted and IRTE 2 remapped to vCPU 1");
+    println!("postbox demo guest: VF 0 {:#x} -> VF 1 {:#x}, x2APIC + VT-d EIM, VF 1 RX interrupt to vCPU 1", vf0.rid, vf1.rid);
 
-    let mut samples = [0u64; ROUNDS];
-    let n = measure(1, POSTED_VECTOR, &mut samples);
-    report("posted (IRTE 1)", &samples[..n]);
-    let posted_ok = n == ROUNDS;
-    let n = measure(2, REMAPPED_VECTOR, &mut samples);
-    report("remapped (IRTE 2)", &samples[..n]);
-    let remapped_ok = n == ROUNDS;
-    u32::from(!(posted_ok && remapped_ok))
+    let mut slot = 0;
+    let mut samples = [0u64; FRAMES];
+    vf1.set_msix(0, remappable_address(1), 0);
+    let n = measure(&vf0, &vf1, mac1, POSTED_VECTOR, &mut slot, &mut samples);
+    report("posted", &samples[..n]);
+    let posted_ok = n == FRAMES;
+    vf1.set_msix(0, remappable_address(2), 0);
+    let n = measure(&vf0, &vf1, mac1, REMAPPED_VECTOR, &mut slot, &mut samples);
+    report("remapped", &samples[..n]);
+    u32::from(!(posted_ok && n == FRAMES))
 }
