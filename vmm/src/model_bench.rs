@@ -1,0 +1,1 @@
+//! The pure model pipeline, without KVM (being written).
