@@ -141,6 +141,8 @@ pub static IRQ_ORDER: [[AtomicU8; ORDER_LEN]; MAX_CPUS] =
     [const { [const { AtomicU8::new(0) }; ORDER_LEN] }; MAX_CPUS];
 /// TSC at the last interrupt's arrival, per CPU.
 pub static IRQ_LAST_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// TSC cycles the last automatic EOI write took, per CPU.
+pub static IRQ_EOI_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Vectors whose handler writes EOI itself (bit n = vector n); the rest get EOI on return.
 pub static NO_AUTO_EOI: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
@@ -611,7 +613,9 @@ fn interrupt(frame: &mut TrapFrame) {
     let own_eoi = NO_AUTO_EOI[vector / 64].load(Ordering::Relaxed) & (1 << (vector % 64)) != 0;
     // The spurious vector is not in service: no EOI (SDM §11.9).
     if vector != usize::from(crate::apic::SPURIOUS_VECTOR) && !own_eoi {
+        let start = rdtsc();
         crate::apic::eoi();
+        IRQ_EOI_CYCLES[index].store(rdtsc() - start, Ordering::Relaxed);
     }
     // Counted last, so a waiter that sees the total also sees the handler's effects.
     IRQ_TOTAL[index].fetch_add(1, Ordering::SeqCst);

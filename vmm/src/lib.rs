@@ -1,6 +1,7 @@
 //! The Postbox VMM: a KVM virtual machine whose interrupt delivery path runs through
 //! Postbox's device models. `vm::run` boots a kernel; `guests` names the bundled test guests.
 
+pub mod bench;
 pub mod boot;
 pub mod bypass;
 pub mod cpuid;

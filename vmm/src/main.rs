@@ -56,6 +56,22 @@ enum Command {
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
+    /// Measure the delivery path on the emulated and the kernel backend, and the model
+    /// pipeline; print a table (or JSON) and write latency plots.
+    Bench {
+        /// Interrupts per latency scenario.
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        rounds: u32,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Directory for the SVG plots.
+        #[arg(long, default_value = "bench-results", value_name = "DIR")]
+        out: PathBuf,
+        /// Interrupts through the pure model pipeline.
+        #[arg(long, default_value_t = vmm::bench::PIPELINE_ITERATIONS, value_name = "N")]
+        pipeline_iterations: u64,
+    },
 }
 
 fn init_tracing() {
@@ -147,6 +163,7 @@ fn main() -> ExitCode {
                 irqchip,
                 vfio_device,
                 vfs,
+                console: None,
             };
             match vm::run(&config) {
                 Ok(r) => {
@@ -157,6 +174,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo => demo(),
+        Command::Bench {
+            rounds,
+            json,
+            out,
+            pipeline_iterations,
+        } => bench(rounds, json, out, pipeline_iterations),
     }
 }
 
@@ -206,5 +229,41 @@ fn demo() -> ExitCode {
         // The guest wrote 0 to the exit port: success.
         VmEnd::GuestExit(1) => ExitCode::SUCCESS,
         other => report(&other),
+    }
+}
+
+fn bench(rounds: u32, json: bool, out: PathBuf, pipeline_iterations: u64) -> ExitCode {
+    if !(1..=2000).contains(&rounds) {
+        return fail(&Error::BadConfig(format!(
+            "--rounds {rounds} must be between 1 and 2000"
+        )));
+    }
+    if pipeline_iterations == 0 {
+        return fail(&Error::BadConfig(
+            "--pipeline-iterations must be at least 1".into(),
+        ));
+    }
+    let options = vmm::bench::BenchOptions {
+        rounds,
+        pipeline_iterations,
+        out_dir: out,
+    };
+    let report = match vmm::bench::run(&options, |step| eprintln!("vmm bench: {step}")) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    match report.plots(&options.out_dir) {
+        Ok(paths) => {
+            for p in paths {
+                eprintln!("vmm bench: wrote {}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&Error::Internal(format!("writing plots: {e}"))),
     }
 }

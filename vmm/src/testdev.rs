@@ -10,6 +10,7 @@
 //! | 0x8    | 32    | MSI data                                             |
 //! | 0xc    | 16    | requester ID (bus << 8 \| device << 3 \| function)    |
 //! | 0xe    | 16    | write n: send the MSI n times                        |
+//! | 0x10   | 32    | write v: the VMM snapshots its counters, labelled v  |
 //!
 //! It is a VMM test fixture, not a model of real hardware.
 
@@ -22,25 +23,31 @@ use vm_device::DevicePio;
 use crate::fabric::Fabric;
 
 pub const TESTDEV_BASE: u16 = 0x5f0;
-pub const TESTDEV_LEN: u16 = 0x10;
+pub const TESTDEV_LEN: u16 = 0x14;
 const REG_ADDR_LO: u16 = 0x0;
 const REG_ADDR_HI: u16 = 0x4;
 const REG_DATA: u16 = 0x8;
 const REG_RID: u16 = 0xc;
 const REG_SEND: u16 = 0xe;
+const REG_MARK: u16 = 0x10;
 /// Most MSIs one write sends.
 const MAX_BURST: u16 = 4096;
 
+/// Called with the label of a mark write.
+pub type MarkFn = Box<dyn Fn(u32) + Send + Sync>;
+
 pub struct MsiTestDevice {
-    regs: Mutex<[u8; TESTDEV_LEN as usize]>,
+    regs: Mutex<[u8; REG_MARK as usize]>,
     fabric: Arc<Fabric>,
+    mark: MarkFn,
 }
 
 impl MsiTestDevice {
-    pub fn new(fabric: Arc<Fabric>) -> Self {
+    pub fn new(fabric: Arc<Fabric>, mark: MarkFn) -> Self {
         Self {
-            regs: Mutex::new([0; TESTDEV_LEN as usize]),
+            regs: Mutex::new([0; REG_MARK as usize]),
             fabric,
+            mark,
         }
     }
 }
@@ -54,6 +61,10 @@ impl DevicePio for MsiTestDevice {
     }
 
     fn pio_write(&self, _base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
+        if offset == REG_MARK && data.len() == 4 {
+            (self.mark)(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
+            return;
+        }
         if offset == REG_SEND && data.len() == 2 {
             let count = u16::from_le_bytes([data[0], data[1]]).min(MAX_BURST);
             let msg = {

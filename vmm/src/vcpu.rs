@@ -5,7 +5,7 @@
 //! in that thread's `kvm_run`, so a kick that lands just before KVM_RUN is not lost.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
 
 use kvm_bindings::kvm_run;
@@ -58,6 +58,10 @@ pub struct VcpuHandle {
     mailbox: Mutex<Mailbox>,
     cv: Condvar,
     thread: OnceLock<libc::pthread_t>,
+    /// Set from just before the pre-entry injection until KVM_RUN returns: only then does
+    /// a kick need a signal. Outside it, the thread is in userspace and will look at its
+    /// APIC before it next enters; a signal would only abort that entry (a wasted exit).
+    in_guest: AtomicBool,
 }
 
 impl VcpuHandle {
@@ -68,6 +72,9 @@ impl VcpuHandle {
             m.wake = true;
         }
         self.cv.notify_all();
+        if !self.in_guest.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(&thread) = self.thread.get() {
             // SAFETY: the thread id belongs to a vCPU thread that is joined only after the VM
             // stops; a kick to a thread that already left its loop is harmless.
@@ -132,11 +139,15 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
     }
 
     while !ctx.stopping() {
+        // Before looking for work: a kick that finds this flag clear will be seen below.
+        handle.in_guest.store(true, Ordering::SeqCst);
         if let Some(chip) = &ctx.emulated {
             ctx.fabric.before_entry(index);
             chip.before_entry(index, &mut fd);
         }
-        let next = match fd.run() {
+        let result = fd.run();
+        handle.in_guest.store(false, Ordering::SeqCst);
+        let next = match result {
             Ok(exit) => handle_exit(index, exit, &ctx),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 ctx.dispatch

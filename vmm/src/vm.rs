@@ -51,6 +51,8 @@ pub struct VmConfig {
     pub vfio_device: Option<PathBuf>,
     /// VFs of the NIC to enable before the guest starts (`--vfs N`).
     pub vfs: u16,
+    /// Where the serial console goes: standard output, or a buffer (benchmarks parse it).
+    pub console: Option<Arc<Mutex<Vec<u8>>>>,
 }
 
 impl Default for VmConfig {
@@ -65,6 +67,7 @@ impl Default for VmConfig {
             irqchip: IrqchipKind::default(),
             vfio_device: None,
             vfs: 0,
+            console: None,
         }
     }
 }
@@ -164,10 +167,17 @@ impl vm_superio::Trigger for NoIrq {
     }
 }
 
-/// Line-buffered standard output for the guest's serial console.
-struct Console;
+/// The guest's serial console: line-buffered standard output, or a capture buffer.
+struct Console(Option<Arc<Mutex<Vec<u8>>>>);
 impl Write for Console {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(capture) = &self.0 {
+            capture
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            return Ok(buf.len());
+        }
         let mut out = std::io::stdout().lock();
         out.write_all(buf)?;
         if buf.contains(&b'\n') {
@@ -176,8 +186,21 @@ impl Write for Console {
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
+        if self.0.is_some() {
+            return Ok(());
+        }
         std::io::stdout().flush()
     }
+}
+
+/// A snapshot the guest asked for through the test device's mark register.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    pub label: u32,
+    /// Userspace exits so far.
+    pub exits: u64,
+    /// Interrupts injected so far (emulated backend).
+    pub injected: u64,
 }
 
 /// What a finished run reports.
@@ -191,8 +214,10 @@ pub struct RunReport {
     pub fabric_summary: String,
     /// Per-hop latency samples (host TSC cycles).
     pub hops: Arc<crate::hops::HopStats>,
-    /// The TSC frequency, to turn cycles into time (emulated backend).
+    /// The guest TSC frequency, to turn cycles into time.
     pub tsc_khz: Option<u32>,
+    /// Snapshots the guest asked for (test device mark register), in order.
+    pub marks: Vec<Mark>,
 }
 
 fn host_memory_mib() -> u64 {
@@ -366,7 +391,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
 
     // Devices.
     let exit_link = ExitLink(Arc::new(Mutex::new(None)));
-    let serial = Arc::new(SerialPort::new(NoIrq, Console));
+    let serial = Arc::new(SerialPort::new(NoIrq, Console(config.console.clone())));
     let mut io = IoManager::new();
     let pio = |base: u16, len: u16| PioRange::new(PioAddress(base), len).expect("static range");
     io.register_pio(pio(COM1_BASE, COM1_LEN), serial.clone())
@@ -393,6 +418,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         fds.push(fd);
     }
     boot::setup_bsp(&fds[0], kernel.protocol, kernel.entry, info)?;
+    let tsc_khz = fds[0].get_tsc_khz().ok();
 
     let handles: Arc<Vec<VcpuHandle>> =
         Arc::new((0..config.cpus).map(|_| VcpuHandle::default()).collect());
@@ -418,6 +444,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         Some(chip) => Backend::Emulated(chip.clone()),
         None => Backend::Kernel(vm.clone(), crate::msi_routes::MsiRoutes::default()),
     };
+    let marks: Arc<Mutex<Vec<Mark>>> = Arc::default();
     let fabric = Arc::new(Fabric::new(
         memory.clone(),
         backend,
@@ -439,7 +466,21 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         .io
         .register_pio(
             PioRange::new(PioAddress(TESTDEV_BASE), TESTDEV_LEN).expect("static range"),
-            Arc::new(MsiTestDevice::new(fabric.clone())),
+            Arc::new(MsiTestDevice::new(fabric.clone(), {
+                let marks = marks.clone();
+                let exits = dispatch.counters.clone();
+                let chip = emulated.clone();
+                Box::new(move |label| {
+                    let mark = Mark {
+                        label,
+                        exits: exits.total(),
+                        injected: chip
+                            .as_ref()
+                            .map_or(0, |c| c.counters.injected.load(Ordering::Relaxed)),
+                    };
+                    marks.lock().unwrap_or_else(|e| e.into_inner()).push(mark);
+                })
+            })),
         )
         .map_err(|e| Error::Internal(format!("MSI test device: {e}")))?;
     let pci = crate::pci::Pci::new(&memory, fabric.clone(), config.vfs)?;
@@ -560,6 +601,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     pci.stop();
     let _ = pci_thread.join();
     serial.flush();
+    let taken_marks = std::mem::take(&mut *marks.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(RunReport {
         end,
         counters: ctx.dispatch.counters.clone(),
@@ -567,7 +609,8 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         apic_summary: ctx.emulated.as_ref().map(|c| c.counters.summary()),
         fabric_summary: ctx.fabric.counters.summary(),
         hops: hop_stats,
-        tsc_khz: ctx.emulated.as_ref().map(|c| c.tsc_khz()),
+        tsc_khz,
+        marks: taken_marks,
     })
 }
 
