@@ -26,6 +26,8 @@ use vm_memory::GuestMemoryMmap;
 use crate::emulated::EmulatedIrqchip;
 use crate::hops::{self, Hop, HopStats};
 use crate::msi_routes::{MsiKey, MsiRoutes};
+use crate::policy::{Decision, Policy};
+use crate::sched::Scheduler;
 
 /// The posted-interrupt notification vector of the VM's vCPUs (Linux's choice, 0xf2).
 pub const POSTED_INTERRUPT_VECTOR: u8 = 0xf2;
@@ -43,6 +45,7 @@ pub struct FabricCounters {
     pub faulted: AtomicU64,
     pub not_interrupts: AtomicU64,
     pub iommu_events: AtomicU64,
+    pub redirected: AtomicU64,
     pub pid_processed: AtomicU64,
     pub dropped: AtomicU64,
 }
@@ -51,7 +54,7 @@ impl FabricCounters {
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "fabric: MSIs {}, compatibility {}, remapped {}, posted {} (notified {}, suppressed {}, outstanding {}), faulted {}, not interrupts {}, IOMMU events {}, descriptors processed {}, dropped {}",
+            "fabric: MSIs {}, compatibility {}, remapped {}, posted {} (notified {}, suppressed {}, outstanding {}), redirected {}, faulted {}, not interrupts {}, IOMMU events {}, descriptors processed {}, dropped {}",
             g(&self.msis),
             g(&self.compatibility),
             g(&self.remapped),
@@ -59,6 +62,7 @@ impl FabricCounters {
             g(&self.notified),
             g(&self.suppressed),
             g(&self.outstanding),
+            g(&self.redirected),
             g(&self.faulted),
             g(&self.not_interrupts),
             g(&self.iommu_events),
@@ -82,6 +86,10 @@ pub struct Fabric {
     /// Emulated backend: descriptors with an outstanding notification, per vCPU, processed
     /// by that vCPU before its next entry.
     pending_descriptors: Vec<Mutex<Vec<u64>>>,
+    /// The descriptors each vCPU owns (learned from postings: the vCPU their NDST names).
+    descriptors: Vec<Mutex<Vec<u64>>>,
+    pub sched: Arc<Scheduler>,
+    pub policy: Policy,
     pub counters: FabricCounters,
     pub hops: Arc<HopStats>,
 }
@@ -91,12 +99,21 @@ fn bump(c: &AtomicU64) {
 }
 
 impl Fabric {
-    pub fn new(memory: GuestMemoryMmap, backend: Backend, cpus: u32, hops: Arc<HopStats>) -> Self {
+    pub fn new(
+        memory: GuestMemoryMmap,
+        backend: Backend,
+        cpus: u32,
+        hops: Arc<HopStats>,
+        policy: Policy,
+    ) -> Self {
         Self {
             iommu: Mutex::new(Iommu::new(memory)),
             backend,
             cpus,
             pending_descriptors: (0..cpus).map(|_| Mutex::new(Vec::new())).collect(),
+            descriptors: (0..cpus).map(|_| Mutex::new(Vec::new())).collect(),
+            sched: Arc::new(Scheduler::new(cpus as usize)),
+            policy,
             counters: FabricCounters::default(),
             hops,
         }
@@ -150,6 +167,22 @@ impl Fabric {
                 self.deliver(&request, format);
             }
             RemapResult::Posting(posting) => {
+                // The delivery-policy seam: a posted interrupt may go to another vCPU.
+                if let Some(owner) = self.descriptor_owner(posting.pda, eim) {
+                    if let Decision::Redirect(to) =
+                        self.policy.decide(&self.sched, posting.index, owner)
+                    {
+                        bump(&self.counters.redirected);
+                        self.hops.record(Hop::Remap, hops::now() - start);
+                        tracing::trace!(index = posting.index, from = owner, to, "redirected");
+                        self.deliver(
+                            &InterruptRequest::fixed(posting.vector, to as u32),
+                            DestinationFormat::X2Apic,
+                        );
+                        self.drain_iommu_events();
+                        return;
+                    }
+                }
                 bump(&self.counters.posted);
                 let outcome = self.iommu().post(&posting);
                 self.hops.record(Hop::Remap, hops::now() - start);
@@ -197,6 +230,73 @@ impl Fabric {
                 None => bump(&self.counters.dropped),
             }
         }
+    }
+
+    /// The vCPU whose APIC the descriptor at `pda` notifies (its NDST), remembered as the
+    /// descriptor's owner so that preemption can set SN in it.
+    fn descriptor_owner(&self, pda: u64, eim: bool) -> Option<usize> {
+        let ndst = self.iommu().with_descriptor(pda, |pid| pid.ndst())?;
+        let vcpu = self.vcpu_of(if eim { ndst } else { (ndst >> 8) & 0xff })?;
+        let mut owned = self.descriptors[vcpu]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !owned.contains(&pda) {
+            owned.push(pda);
+        }
+        Some(vcpu)
+    }
+
+    /// Deschedules `vcpu`: SN in its descriptors, as KVM does for a preempted vCPU. The
+    /// caller kicks it out of KVM_RUN.
+    pub fn preempt(&self, vcpu: usize) {
+        self.sched.preempt(vcpu);
+        self.set_suppress(vcpu, true);
+    }
+
+    /// Lets `vcpu` run again: SN cleared, and requests that waited in PIR are processed
+    /// before its next entry (KVM's check on scheduling a vCPU in).
+    pub fn resume(&self, vcpu: usize) {
+        let waiting = self.set_suppress(vcpu, false);
+        self.policy.resumed(vcpu);
+        for pda in waiting {
+            match &self.backend {
+                Backend::Emulated(_) => {
+                    let mut pending = self.pending_descriptors[vcpu]
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if !pending.contains(&pda) {
+                        pending.push(pda);
+                    }
+                }
+                Backend::Kernel(..) => self.process_descriptor(pda, |vector| {
+                    self.deliver(
+                        &InterruptRequest::fixed(vector, vcpu as u32),
+                        DestinationFormat::X2Apic,
+                    )
+                }),
+            }
+        }
+        self.sched.resume(vcpu);
+    }
+
+    /// Sets or clears SN in `vcpu`'s descriptors; returns those with requests in PIR.
+    fn set_suppress(&self, vcpu: usize, suppress: bool) -> Vec<u64> {
+        let owned = self.descriptors[vcpu]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let iommu = self.iommu();
+        owned
+            .into_iter()
+            .filter(|&pda| {
+                iommu
+                    .with_descriptor(pda, |pid| {
+                        pid.set_sn(suppress);
+                        pid.pir_pending()
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
     }
 
     fn vcpu_of(&self, apic_id: u32) -> Option<usize> {

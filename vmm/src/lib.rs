@@ -18,6 +18,8 @@ pub mod model_bench;
 pub mod msi_routes;
 pub mod pci;
 pub mod plot;
+pub mod policy;
+pub mod sched;
 pub mod testdev;
 pub mod vcpu;
 pub mod vm;

@@ -53,6 +53,13 @@ enum Command {
         /// built-in PF agent answering their mailboxes.
         #[arg(long, default_value_t = 0, value_name = "N")]
         vfs: u16,
+        /// Delivery policy for posted interrupts: posted (baseline), redirect-preempted,
+        /// running-state.
+        #[arg(long, default_value = "posted", value_name = "POLICY")]
+        policy: vmm::policy::PolicyKind,
+        /// Deschedule a vCPU for PERCENT of every PERIOD_MS (reproducible preemption).
+        #[arg(long, value_name = "VCPU:PERIOD_MS:PERCENT")]
+        preempt: Option<vmm::sched::PreemptSchedule>,
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
@@ -138,6 +145,8 @@ fn main() -> ExitCode {
             irqchip,
             vfio_device,
             vfs,
+            policy,
+            preempt,
         } => {
             // Default: bypass when a VF is given and the host can post in hardware.
             let irqchip = irqchip.unwrap_or_else(|| {
@@ -164,6 +173,8 @@ fn main() -> ExitCode {
                 vfio_device,
                 vfs,
                 console: None,
+                policy,
+                preempt,
             };
             match vm::run(&config) {
                 Ok(r) => {

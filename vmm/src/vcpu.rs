@@ -139,8 +139,15 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
     }
 
     while !ctx.stopping() {
-        // Before looking for work: a kick that finds this flag clear will be seen below.
+        ctx.fabric.sched.enter(index, || ctx.stopping());
+        // Publish before looking for work or for a stop: a kick that finds this flag clear
+        // has already made its change visible to the checks below; one that finds it set
+        // signals, and the signal's `immediate_exit` ends the KVM_RUN below.
         handle.in_guest.store(true, Ordering::SeqCst);
+        if ctx.stopping() {
+            handle.in_guest.store(false, Ordering::SeqCst);
+            break;
+        }
         if let Some(chip) = &ctx.emulated {
             ctx.fabric.before_entry(index);
             chip.before_entry(index, &mut fd);
@@ -163,6 +170,7 @@ pub fn run(index: usize, mut fd: VcpuFd, ctx: Arc<VmContext>, parked: bool) {
             Next::Continue => {}
             Next::Halt => {
                 if !ctx.emulated.as_ref().is_some_and(|c| c.has_work(index)) {
+                    ctx.fabric.sched.halt(index);
                     handle.wait(&ctx, false);
                 }
             }

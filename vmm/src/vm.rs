@@ -53,6 +53,10 @@ pub struct VmConfig {
     pub vfs: u16,
     /// Where the serial console goes: standard output, or a buffer (benchmarks parse it).
     pub console: Option<Arc<Mutex<Vec<u8>>>>,
+    /// The delivery policy (`--policy`).
+    pub policy: crate::policy::PolicyKind,
+    /// A preemption schedule (`--preempt`).
+    pub preempt: Option<crate::sched::PreemptSchedule>,
 }
 
 impl Default for VmConfig {
@@ -68,6 +72,8 @@ impl Default for VmConfig {
             vfio_device: None,
             vfs: 0,
             console: None,
+            policy: crate::policy::PolicyKind::default(),
+            preempt: None,
         }
     }
 }
@@ -253,6 +259,14 @@ pub fn validate(config: &VmConfig) -> Result<()> {
             devices::nic::MAX_VFS
         )));
     }
+    if let Some(p) = config.preempt {
+        if p.vcpu >= config.cpus as usize {
+            return Err(Error::BadConfig(format!(
+                "--preempt names vCPU {} but the VM has {} vCPUs",
+                p.vcpu, config.cpus
+            )));
+        }
+    }
     let host = host_memory_mib();
     if config.mem_mib > host {
         return Err(Error::BadConfig(format!(
@@ -291,6 +305,24 @@ fn create_memory(vm: &VmFd, mem_mib: u64) -> Result<GuestMemoryMmap> {
             .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }
     Ok(memory)
+}
+
+/// Deschedules the scheduled vCPU for its share of every period, until the VM stops.
+fn preempt_loop(ctx: &VmContext, schedule: crate::sched::PreemptSchedule) {
+    let off = schedule.period * schedule.percent / 100;
+    let on = schedule.period - off;
+    while !ctx.stopping() {
+        std::thread::sleep(on);
+        if ctx.stopping() {
+            break;
+        }
+        ctx.fabric.preempt(schedule.vcpu);
+        ctx.vcpus[schedule.vcpu].kick();
+        std::thread::sleep(off);
+        ctx.fabric.resume(schedule.vcpu);
+        ctx.vcpus[schedule.vcpu].kick();
+    }
+    ctx.fabric.resume(schedule.vcpu);
 }
 
 /// Boots the configured kernel and runs it to the end.
@@ -450,6 +482,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         backend,
         config.cpus,
         hop_stats.clone(),
+        crate::policy::Policy::new(config.policy),
     ));
     dispatch
         .io
@@ -532,6 +565,20 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     let started = Instant::now();
     let kvm_starts_aps = config.irqchip.kvm_starts_aps();
     let mut threads = Vec::new();
+    let preempt_thread = match config.preempt {
+        Some(schedule) => {
+            let ctx = ctx.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("preempt".into())
+                    .spawn(move || preempt_loop(&ctx, schedule))
+                    .map_err(|e| {
+                        Error::Internal(format!("cannot start the preemption thread: {e}"))
+                    })?,
+            )
+        }
+        None => None,
+    };
     let pci_thread = {
         let pci = pci.clone();
         std::thread::Builder::new()
@@ -600,6 +647,9 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     }
     pci.stop();
     let _ = pci_thread.join();
+    if let Some(t) = preempt_thread {
+        let _ = t.join();
+    }
     serial.flush();
     let taken_marks = std::mem::take(&mut *marks.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(RunReport {
@@ -607,7 +657,11 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         counters: ctx.dispatch.counters.clone(),
         elapsed: started.elapsed(),
         apic_summary: ctx.emulated.as_ref().map(|c| c.counters.summary()),
-        fabric_summary: ctx.fabric.counters.summary(),
+        fabric_summary: format!(
+            "{}\n  {}",
+            ctx.fabric.counters.summary(),
+            ctx.fabric.policy.summary()
+        ),
         hops: hop_stats,
         tsc_khz,
         marks: taken_marks,

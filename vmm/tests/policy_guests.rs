@@ -1,0 +1,89 @@
+//! Delivery policies under a reproducible preemption schedule (vCPU 1 descheduled for 70 %
+//! of every 20 ms, SN set in its descriptors meanwhile): the baseline leaves every posted
+//! interrupt to vCPU 1, while redirect-preempted and running-state deliver those that arrive
+//! during its preemption to running vCPU 0. Nothing is lost or duplicated either way.
+
+mod support;
+
+use support::{kvm_available, run_guest};
+
+/// (interrupts on vCPU 0, on vCPU 1) from the guest's report.
+fn landed(stdout: &str) -> (u32, u32) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("POLICY "))
+        .expect("POLICY line");
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+    };
+    (field("vcpu0="), field("vcpu1="))
+}
+
+fn run_policy(irqchip: &str, policy: &str) -> (u32, u32) {
+    let r = run_guest(
+        "policy_redirect",
+        &[
+            "--irqchip",
+            irqchip,
+            "--cpus",
+            "2",
+            "--policy",
+            policy,
+            "--preempt",
+            "1:20:70",
+            "--cmdline",
+            "rounds=60",
+        ],
+    );
+    r.assert_status(1)
+        .assert_stdout_has("checks done, failures=0");
+    landed(&r.stdout)
+}
+
+macro_rules! policy_test {
+    ($name:ident, $irqchip:literal, $policy:literal, $redirects:literal) => {
+        #[test]
+        fn $name() {
+            if !kvm_available(stringify!($name)) {
+                return;
+            }
+            let (on0, on1) = run_policy($irqchip, $policy);
+            assert_eq!(on0 + on1, 60);
+            if $redirects {
+                assert!(on0 > 0, "{}: nothing was redirected ({on0}/{on1})", $policy);
+            } else {
+                assert_eq!(on0, 0, "the baseline must not move interrupts");
+            }
+        }
+    };
+}
+
+policy_test!(
+    emulated_baseline_keeps_posted_interrupts,
+    "emulated",
+    "posted",
+    false
+);
+policy_test!(
+    emulated_redirect_preempted,
+    "emulated",
+    "redirect-preempted",
+    true
+);
+policy_test!(emulated_running_state, "emulated", "running-state", true);
+policy_test!(
+    kernel_baseline_keeps_posted_interrupts,
+    "kernel",
+    "posted",
+    false
+);
+policy_test!(
+    kernel_redirect_preempted,
+    "kernel",
+    "redirect-preempted",
+    true
+);
+policy_test!(kernel_running_state, "kernel", "running-state", true);
