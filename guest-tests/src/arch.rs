@@ -86,7 +86,12 @@ const IO_BITMAP_BYTES: usize = 65536 / 8;
 const TSS_IO_MAP_BASE: u32 = 104;
 const TSS_LIMIT: u64 = TSS_IO_MAP_BASE as u64 + IO_BITMAP_BYTES as u64;
 static TSS: Global<[Tss; MAX_CPUS]> = Global::new(
-    [const { Tss { words: [0; 26], io_bitmap: [0; IO_BITMAP_BYTES + 1] } }; MAX_CPUS],
+    [const {
+        Tss {
+            words: [0; 26],
+            io_bitmap: [0; IO_BITMAP_BYTES + 1],
+        }
+    }; MAX_CPUS],
 );
 static IDT: Global<[u64; 512]> = Global::new([0; 512]);
 
@@ -324,30 +329,40 @@ extern "C" {
 
 pub fn outb(port: u16, v: u8) {
     // SAFETY: port I/O has no memory effects; test bodies run with IOPL = 3.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    }
 }
 
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    }
 }
 
 pub fn outw(port: u16, v: u16) {
     // SAFETY: as `outb`.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    }
 }
 
 pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: as `outb`.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
+    }
     v
 }
 
 pub fn inl(port: u16) -> u32 {
     let v: u32;
     // SAFETY: as `outb`.
-    unsafe { asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
+    }
     v
 }
 
@@ -412,7 +427,11 @@ fn init_idt() {
             0..=31 => IST_EXCEPTION,
             _ => IST_INTERRUPT,
         };
-        let dpl = if vector == u64::from(GATE_VECTOR) { 3 } else { 0 };
+        let dpl = if vector == u64::from(GATE_VECTOR) {
+            3
+        } else {
+            0
+        };
         let (lo, hi) = idt_entry(stubs + 16 * vector, ist, dpl);
         // SAFETY: within the 512-qword table.
         unsafe {

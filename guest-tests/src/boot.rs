@@ -85,7 +85,10 @@ impl BootInfo {
     /// The memory map: entries of `size` (u32), then base, length (u64) and type (u32).
     pub fn memory_map(&self) -> impl Iterator<Item = MemoryRegion> {
         let (mut addr, end) = if self.flags & MBI_MMAP != 0 {
-            (self.mmap_addr as usize, (self.mmap_addr + self.mmap_length) as usize)
+            (
+                self.mmap_addr as usize,
+                (self.mmap_addr + self.mmap_length) as usize,
+            )
         } else {
             (0, 0)
         };

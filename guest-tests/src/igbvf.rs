@@ -193,7 +193,9 @@ impl Vf {
         cfg_write32(self.rid, PCI_COMMAND, cmd | PCI_COMMAND_MASTER);
         self.wr(CTRL, CTRL_RST);
         let mut reply = [0u32; 4];
-        if !self.mailbox(&[VF_RESET], &mut reply) || reply[0] & !0x2000_0000 != VF_RESET | MSGTYPE_ACK {
+        if !self.mailbox(&[VF_RESET], &mut reply)
+            || reply[0] & !0x2000_0000 != VF_RESET | MSGTYPE_ACK
+        {
             return None;
         }
         let (a, b) = (reply[1].to_le_bytes(), reply[2].to_le_bytes());

@@ -27,7 +27,11 @@ pub fn raw_hex(v: u64) {
         let nibble = ((v >> shift) & 0xf) as u8;
         if nibble != 0 || started || shift == 0 {
             started = true;
-            write_byte(if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 });
+            write_byte(if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            });
         }
     }
 }

@@ -48,3 +48,18 @@ pub fn wait_for_interrupts(seen: u32, timeout_tsc: u64) -> bool {
         crate::sys::halt_while(&arch::IRQ_TOTAL[arch::cpu_index()], seen);
     }
 }
+
+/// Starts AP 1 with its APIC set up like the caller's (x2APIC if the BSP switched,
+/// software-enabled); returns whether it came online.
+pub fn start_ap_like_bsp() -> bool {
+    start_aps(
+        1,
+        |_| {
+            if apic::is_x2apic() {
+                let _ = apic::enable_x2apic();
+            }
+            let _ = apic::software_enable();
+        },
+        crate::testing::TIMEOUT_TSC,
+    ) == 1
+}

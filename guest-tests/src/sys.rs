@@ -36,9 +36,7 @@ pub fn exit(code: u32) -> ! {
 fn gate(op: u64, a: u64, b: u64) -> (u64, u64) {
     let (rax, rdx): (u64, u64);
     // SAFETY: the gate preserves every register but RAX and RDX.
-    unsafe {
-        asm!("int3", inout("rax") op => rax, in("rdi") a, in("rsi") b, lateout("rdx") rdx)
-    };
+    unsafe { asm!("int3", inout("rax") op => rax, in("rdi") a, in("rsi") b, lateout("rdx") rdx) };
     (rax, rdx)
 }
 
@@ -144,7 +142,9 @@ pub(crate) fn syscall(frame: &mut TrapFrame) {
         }
         SYS_HALT_WHILE => {
             // SAFETY: the caller passed a pointer to an AtomicU32 it owns.
-            let current = unsafe { (*(frame.rdi as *const core::sync::atomic::AtomicU32)).load(Ordering::SeqCst) };
+            let current = unsafe {
+                (*(frame.rdi as *const core::sync::atomic::AtomicU32)).load(Ordering::SeqCst)
+            };
             if u64::from(current) == frame.rsi {
                 // SAFETY: STI's shadow covers HLT, so a pending interrupt wakes it.
                 unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };

@@ -26,7 +26,8 @@ impl Checks {
 
 /// Whether the command line holds the word `flag`.
 pub fn has_flag(info: &BootInfo, flag: &str) -> bool {
-    info.cmdline().is_some_and(|c| c.split_whitespace().any(|w| w == flag))
+    info.cmdline()
+        .is_some_and(|c| c.split_whitespace().any(|w| w == flag))
 }
 
 /// The value of `key=value` on the command line.

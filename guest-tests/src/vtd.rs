@@ -4,7 +4,7 @@
 //! enable remapping. VT-d specification chapters 5 (interrupt remapping), 6.5 (queued
 //! invalidation), 7 (fault recording) and 10 (registers).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::Global;
 
@@ -113,7 +113,10 @@ pub fn wait_for_queue() -> bool {
     let seq = WAIT_SEQ.fetch_add(1, Ordering::SeqCst) + 1;
     const WAIT: u64 = 0x5;
     const WAIT_SW: u64 = 1 << 5;
-    submit([WAIT | WAIT_SW | (u64::from(seq) << 32), WAIT_STATUS.as_ptr() as u64]);
+    submit([
+        WAIT | WAIT_SW | (u64::from(seq) << 32),
+        WAIT_STATUS.as_ptr() as u64,
+    ]);
     crate::testing::wait_until(|| WAIT_STATUS.load(Ordering::SeqCst) == seq)
 }
 
@@ -166,7 +169,11 @@ pub fn set_irte(index: usize, lo: u64, hi: u64) {
 
 /// A remapped-format IRTE: fixed, edge, physical `dest` (x2APIC: 32 bits, xAPIC: bits 47:40).
 pub fn remapped_irte(vector: u8, dest: u32, x2apic: bool) -> u64 {
-    let dest = if x2apic { u64::from(dest) << 32 } else { u64::from(dest & 0xff) << 40 };
+    let dest = if x2apic {
+        u64::from(dest) << 32
+    } else {
+        u64::from(dest & 0xff) << 40
+    };
     IRTE_P | (u64::from(vector) << 16) | dest
 }
 
@@ -196,4 +203,55 @@ pub fn clear_fault(i: u64) {
     let fro = ((read64(REG_CAP) >> 24) & 0x3ff) * 16;
     write64(fro + 16 * i + 8, FRCD_F);
     write32(REG_FSTS, read32(REG_FSTS));
+}
+
+/// A posted-interrupt descriptor in guest memory (VT-d §9.12): PIR in words 0–3, the control
+/// word (ON bit 0, SN bit 1, NV bits 23:16, NDST bits 63:32) in word 4. The IOMMU and the
+/// VMM update it atomically; so does this driver.
+#[repr(C, align(64))]
+pub struct Descriptor([AtomicU64; 8]);
+
+impl Descriptor {
+    pub const fn new() -> Self {
+        Self([const { AtomicU64::new(0) }; 8])
+    }
+
+    /// Clears it and sets NV and NDST (`apic_id`, encoded for the APIC mode).
+    pub fn init(&self, nv: u8, apic_id: u32, x2apic: bool) {
+        for w in &self.0 {
+            w.store(0, Ordering::SeqCst);
+        }
+        let ndst = u64::from(if x2apic { apic_id } else { apic_id << 8 });
+        self.0[4].store((u64::from(nv) << 16) | (ndst << 32), Ordering::SeqCst);
+    }
+
+    pub fn address(&self) -> u64 {
+        self as *const Self as u64
+    }
+
+    pub fn on(&self) -> bool {
+        self.0[4].load(Ordering::SeqCst) & 1 != 0
+    }
+
+    pub fn set_sn(&self, sn: bool) {
+        if sn {
+            self.0[4].fetch_or(2, Ordering::SeqCst);
+        } else {
+            self.0[4].fetch_and(!2, Ordering::SeqCst);
+        }
+    }
+
+    pub fn pir_bit(&self, v: u8) -> bool {
+        self.0[usize::from(v / 64)].load(Ordering::SeqCst) & (1 << (v % 64)) != 0
+    }
+
+    pub fn pir_empty(&self) -> bool {
+        self.0[..4].iter().all(|w| w.load(Ordering::SeqCst) == 0)
+    }
+}
+
+impl Default for Descriptor {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -45,12 +45,18 @@ fn main(info: &BootInfo) -> u32 {
 
     let seen = smp::interrupts_taken();
     let _ = apic::self_ipi(0x40);
-    c.check("self-IPI arrives once", smp::wait_for_interrupts(seen, TIMEOUT_TSC) && count(0, 0x40) == 1);
+    c.check(
+        "self-IPI arrives once",
+        smp::wait_for_interrupts(seen, TIMEOUT_TSC) && count(0, 0x40) == 1,
+    );
 
     let aps = (cpus - 1) as u32;
     let online = smp::start_aps(aps, ap_main, TIMEOUT_TSC);
     c.check("APs started by INIT/SIPI", online == aps);
-    c.check("APs enabled their APICs", wait_until(|| READY.load(Ordering::SeqCst) == aps));
+    c.check(
+        "APs enabled their APICs",
+        wait_until(|| READY.load(Ordering::SeqCst) == aps),
+    );
 
     for cpu in 1..cpus {
         let _ = apic::send_ipi(cpu as u32, ICR_FIXED | ICR_ASSERT | 0x41);
@@ -68,7 +74,10 @@ fn main(info: &BootInfo) -> u32 {
     let seen = smp::interrupts_taken();
     let _ = apic::send_ipi(0, ICR_ALL_INCLUDING_SELF | ICR_ASSERT | 0x43);
     let me = smp::wait_for_interrupts(seen, TIMEOUT_TSC) && count(0, 0x43) == 1;
-    c.check("all-including-self reaches every CPU", me && wait_until(|| (1..cpus).all(|cpu| count(cpu, 0x43) == 1)));
+    c.check(
+        "all-including-self reaches every CPU",
+        me && wait_until(|| (1..cpus).all(|cpu| count(cpu, 0x43) == 1)),
+    );
 
     if cpus >= 3 {
         // Logical destination {CPU 1, CPU 2} (cluster 0 in x2APIC mode).
@@ -83,7 +92,10 @@ fn main(info: &BootInfo) -> u32 {
         let _ = apic::send_ipi(set, ICR_LOWEST | ICR_LOGICAL | ICR_ASSERT | 0x46);
         let one = wait_until(|| count(1, 0x46) + count(2, 0x46) >= 1);
         postbox_guest::testing::spin(50_000_000);
-        c.check("lowest priority delivers to exactly one member", one && count(1, 0x46) + count(2, 0x46) == 1);
+        c.check(
+            "lowest priority delivers to exactly one member",
+            one && count(1, 0x46) + count(2, 0x46) == 1,
+        );
     }
     c.finish()
 }

@@ -10,7 +10,7 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use postbox_guest::apic::{self, ICR_ASSERT, ICR_FIXED};
 use postbox_guest::arch::{rdtsc, Global, IRQ_EOI_CYCLES, IRQ_LAST_TSC, IRQ_TOTAL};
@@ -37,9 +37,7 @@ const SUSTAIN_CYCLES: u64 = 1_000_000_000;
 
 static SPIN: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
-#[repr(C, align(64))]
-struct Pid([u64; 8]);
-static PID1: Global<Pid> = Global::new(Pid([0; 8]));
+static PID1: vtd::Descriptor = vtd::Descriptor::new();
 static SAMPLES: Global<[u64; MAX_ROUNDS]> = Global::new([0; MAX_ROUNDS]);
 static EOI: Global<[u64; MAX_ROUNDS]> = Global::new([0; MAX_ROUNDS]);
 
@@ -81,7 +79,9 @@ fn latency(rounds: usize, cpu: usize, vector: u8, halted: bool, send: &dyn Fn())
         if !wait_until(|| count(cpu, vector) > before) {
             break;
         }
-        samples[i] = IRQ_LAST_TSC[cpu].load(Ordering::SeqCst).saturating_sub(sent);
+        samples[i] = IRQ_LAST_TSC[cpu]
+            .load(Ordering::SeqCst)
+            .saturating_sub(sent);
         // The handler counts itself done after its EOI.
         wait_until(|| IRQ_TOTAL[cpu].load(Ordering::SeqCst) > handled_before);
         eoi[i] = IRQ_EOI_CYCLES[cpu].load(Ordering::SeqCst);
@@ -104,13 +104,22 @@ fn msi_latency(rounds: usize, irte: u16, vector: u8, halted: bool) -> usize {
 
 /// Back-to-back MSIs over 16 IRTEs for SUSTAIN_CYCLES; counts what the targets handled.
 fn sustained(first_irte: u16) -> (u32, u64) {
-    let total = |cpus: usize| (0..cpus).map(|c| IRQ_TOTAL[c].load(Ordering::SeqCst)).sum::<u32>();
+    let total = |cpus: usize| {
+        (0..cpus)
+            .map(|c| IRQ_TOTAL[c].load(Ordering::SeqCst))
+            .sum::<u32>()
+    };
     mark(1);
     let before = total(2);
     let start = rdtsc();
     let mut i = 0;
     while rdtsc() - start < SUSTAIN_CYCLES {
-        send_msi(remappable_address(first_irte + i % SUSTAINED_VECTORS), 0, RID, 1);
+        send_msi(
+            remappable_address(first_irte + i % SUSTAINED_VECTORS),
+            0,
+            RID,
+            1,
+        );
         i += 1;
     }
     let elapsed = rdtsc() - start;
@@ -123,7 +132,10 @@ fn main(info: &BootInfo) -> u32 {
     let rounds = (option(info, "rounds").unwrap_or(500) as usize).min(MAX_ROUNDS);
     let scenario = info
         .cmdline()
-        .and_then(|c| c.split_whitespace().find_map(|w| w.strip_prefix("scenario=")))
+        .and_then(|c| {
+            c.split_whitespace()
+                .find_map(|w| w.strip_prefix("scenario="))
+        })
         .unwrap_or("");
     let halted = scenario.ends_with("-halted");
     SPIN.store(scenario.ends_with("-running"), Ordering::SeqCst);
@@ -133,26 +145,46 @@ fn main(info: &BootInfo) -> u32 {
         println!("BENCH error: vCPU 1 or VT-d did not come up");
         return 1;
     }
-    // SAFETY: the descriptor is ours until the IRTE points at it.
-    unsafe { AtomicU64::from_ptr((PID1.get() as *mut u64).add(4)) }
-        .store((0xf2 << 16) | (1 << 32), Ordering::SeqCst);
+    PID1.init(0xf2, 1, true);
     set_irte(1, remapped_irte(REMAPPED_VECTOR, 1, true), 0);
-    let (lo, hi) = posted_irte(POSTED_VECTOR, PID1.get() as u64, false);
+    let (lo, hi) = posted_irte(POSTED_VECTOR, PID1.address(), false);
     set_irte(2, lo, hi);
     for i in 0..SUSTAINED_VECTORS {
         let vector = 0x70 + i as u8;
-        set_irte(usize::from(SUSTAINED_FIRST_IRTE + i), remapped_irte(vector, 1, true), 0);
-        set_irte(usize::from(SUSTAINED_FIRST_IRTE + SUSTAINED_VECTORS + i), remapped_irte(vector, u32::from(i % 2), true), 0);
+        set_irte(
+            usize::from(SUSTAINED_FIRST_IRTE + i),
+            remapped_irte(vector, 1, true),
+            0,
+        );
+        set_irte(
+            usize::from(SUSTAINED_FIRST_IRTE + SUSTAINED_VECTORS + i),
+            remapped_irte(vector, u32::from(i % 2), true),
+            0,
+        );
     }
     vtd::invalidate_iec();
     spin(SETTLE);
 
     let (n, rate) = match scenario {
         // The MSI is programmed once (uncounted, before the loop) and fired with one write.
-        "msi-remapped-running" | "msi-remapped-halted" => (msi_latency(rounds, 1, REMAPPED_VECTOR, halted), None),
-        "msi-posted-running" | "msi-posted-halted" => (msi_latency(rounds, 2, POSTED_VECTOR, halted), None),
-        "ipi-running" | "ipi-halted" => (latency(rounds, 1, IPI_VECTOR, halted, &|| { let _ = apic::send_ipi(1, ICR_FIXED | ICR_ASSERT | u64::from(IPI_VECTOR)); }), None),
-        "self-ipi" => (latency(rounds, 0, SELF_VECTOR, false, &|| { let _ = apic::self_ipi(SELF_VECTOR); }), None),
+        "msi-remapped-running" | "msi-remapped-halted" => {
+            (msi_latency(rounds, 1, REMAPPED_VECTOR, halted), None)
+        }
+        "msi-posted-running" | "msi-posted-halted" => {
+            (msi_latency(rounds, 2, POSTED_VECTOR, halted), None)
+        }
+        "ipi-running" | "ipi-halted" => (
+            latency(rounds, 1, IPI_VECTOR, halted, &|| {
+                let _ = apic::send_ipi(1, ICR_FIXED | ICR_ASSERT | u64::from(IPI_VECTOR));
+            }),
+            None,
+        ),
+        "self-ipi" => (
+            latency(rounds, 0, SELF_VECTOR, false, &|| {
+                let _ = apic::self_ipi(SELF_VECTOR);
+            }),
+            None,
+        ),
         "sustained-one" => (0, Some(sustained(SUSTAINED_FIRST_IRTE))),
         "sustained-spread" => (0, Some(sustained(SUSTAINED_FIRST_IRTE + SUSTAINED_VECTORS))),
         other => {
@@ -162,7 +194,10 @@ fn main(info: &BootInfo) -> u32 {
     };
     STOP.store(true, Ordering::SeqCst);
     if let Some((delivered, cycles)) = rate {
-        println!("BENCH scenario={} rate delivered={} cycles={}", scenario, delivered, cycles);
+        println!(
+            "BENCH scenario={} rate delivered={} cycles={}",
+            scenario, delivered, cycles
+        );
     } else {
         // SAFETY: written above by this CPU.
         let (samples, eoi) = unsafe { (&*SAMPLES.get(), &*EOI.get()) };

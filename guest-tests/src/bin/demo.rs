@@ -5,12 +5,12 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use postbox_guest::arch::{rdtsc, Global, IRQ_LAST_TSC};
 use postbox_guest::igbvf::{self, QueueMemory, Vf, EIMS, RING};
 use postbox_guest::smp::{self, count};
-use postbox_guest::testing::{wait_until, TIMEOUT_TSC};
+use postbox_guest::testing::wait_until;
 use postbox_guest::vtd::{self, posted_irte, remappable_address, remapped_irte, set_irte};
 use postbox_guest::{apic, entry, println, BootInfo};
 
@@ -22,13 +22,18 @@ const REMAPPED_VECTOR: u8 = 0x50;
 
 static Q0: Global<QueueMemory> = Global::new(QueueMemory::new());
 static Q1: Global<QueueMemory> = Global::new(QueueMemory::new());
-#[repr(C, align(64))]
-struct Pid([u64; 8]);
-static PID1: Global<Pid> = Global::new(Pid([0; 8]));
+static PID1: vtd::Descriptor = vtd::Descriptor::new();
 
 /// Sends `FRAMES` frames VF 0 → VF 1, each after the previous one was received, and
 /// returns the doorbell-to-handler latencies (TSC cycles, sorted).
-fn measure(vf0: &Vf, vf1: &Vf, dst: [u8; 6], vector: u8, slot: &mut usize, out: &mut [u64; FRAMES]) -> usize {
+fn measure(
+    vf0: &Vf,
+    vf1: &Vf,
+    dst: [u8; 6],
+    vector: u8,
+    slot: &mut usize,
+    out: &mut [u64; FRAMES],
+) -> usize {
     let mut frame = [0u8; 64];
     frame[..6].copy_from_slice(&dst);
     frame[12..14].copy_from_slice(&[0x88, 0xb5]);
@@ -72,11 +77,7 @@ fn main(_info: &BootInfo) -> u32 {
     println!("postbox demo guest: running at CPL3 with IOPL=3");
     let _ = apic::enable_x2apic();
     let _ = apic::software_enable();
-    let up = smp::start_aps(1, |_| {
-        let _ = apic::enable_x2apic();
-        let _ = apic::software_enable();
-    }, TIMEOUT_TSC);
-    if up != 1 || vtd::enable(true, true).is_err() {
+    if !smp::start_ap_like_bsp() || vtd::enable(true, true).is_err() {
         println!("postbox demo guest: vCPU 1 or VT-d did not come up");
         return 1;
     }
@@ -93,9 +94,8 @@ fn main(_info: &BootInfo) -> u32 {
     vf0.rings(&Q0);
     vf1.rings(&Q1);
     // Posted IRTE 1 → vCPU 1's descriptor (NV 0xf2, NDST 1); remapped IRTE 2 → vCPU 1.
-    // SAFETY: the descriptor is ours until the IRTE points at it.
-    unsafe { AtomicU64::from_ptr((PID1.get() as *mut u64).add(4)) }.store((0xf2 << 16) | (1 << 32), Ordering::SeqCst);
-    let (lo, hi) = posted_irte(POSTED_VECTOR, PID1.get() as u64, false);
+    PID1.init(0xf2, 1, true);
+    let (lo, hi) = posted_irte(POSTED_VECTOR, PID1.address(), false);
     set_irte(1, lo, hi);
     set_irte(2, remapped_irte(REMAPPED_VECTOR, 1, true), 0);
     vtd::invalidate_iec();

@@ -37,12 +37,24 @@ fn main(_info: &BootInfo) -> u32 {
     for (f, vector) in [(raise_ud as extern "C" fn(), 6), (raise_de, 0)] {
         let caught = catch_exception(f);
         // SAFETY: written by the function that just ran, on this CPU.
-        let rip = unsafe { if vector == 6 { UD_RIP } else { DE_RIP } };
+        let rip = unsafe {
+            if vector == 6 {
+                UD_RIP
+            } else {
+                DE_RIP
+            }
+        };
         match caught {
             Some(e) => {
                 let ok = e.vector == vector && e.rip == rip;
-                println!("caught vector {} at rip {:#x} (expected vector {} at {:#x}): {}",
-                         e.vector, e.rip, vector, rip, if ok { "ok" } else { "WRONG" });
+                println!(
+                    "caught vector {} at rip {:#x} (expected vector {} at {:#x}): {}",
+                    e.vector,
+                    e.rip,
+                    vector,
+                    rip,
+                    if ok { "ok" } else { "WRONG" }
+                );
                 failures += u32::from(!ok);
             }
             None => {

@@ -8,13 +8,10 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use postbox_guest::apic;
-use postbox_guest::arch::Global;
 use postbox_guest::smp::{self, count};
 use postbox_guest::testdev::send_msi;
-use postbox_guest::testing::{has_flag, spin, wait_until, Checks, TIMEOUT_TSC};
+use postbox_guest::testing::{has_flag, spin, wait_until, Checks};
 use postbox_guest::vtd::{self, *};
 use postbox_guest::{entry, BootInfo};
 
@@ -27,47 +24,12 @@ const WAKEUP_VECTOR: u8 = 0xf1;
 const FAULT_VECTOR: u8 = 0x70;
 const QUIET: u64 = 50_000_000;
 
-#[repr(C, align(64))]
-struct Pid([u64; 8]);
-static PID0: Global<Pid> = Global::new(Pid([0; 8]));
-static PID1: Global<Pid> = Global::new(Pid([0; 8]));
-static PID_NOWHERE: Global<Pid> = Global::new(Pid([0; 8]));
+static PID0: Descriptor = Descriptor::new();
+static PID1: Descriptor = Descriptor::new();
+static PID_NOWHERE: Descriptor = Descriptor::new();
 
-fn word(pid: &Global<Pid>, i: usize) -> &'static AtomicU64 {
-    // SAFETY: the descriptor is a static, 64-byte aligned; the VMM updates it atomically.
-    unsafe { AtomicU64::from_ptr((pid.get() as *mut u64).add(i)) }
-}
-fn pid_addr(pid: &Global<Pid>) -> u64 {
-    pid.get() as u64
-}
-fn ndst(apic_id: u32, x2apic: bool) -> u64 {
-    u64::from(if x2apic { apic_id } else { apic_id << 8 })
-}
-fn pid_init(pid: &Global<Pid>, nv: u8, apic_id: u32, x2apic: bool) {
-    for i in 0..8 {
-        word(pid, i).store(0, Ordering::SeqCst);
-    }
-    word(pid, 4).store((u64::from(nv) << 16) | (ndst(apic_id, x2apic) << 32), Ordering::SeqCst);
-}
-fn pid_on(pid: &Global<Pid>) -> bool {
-    word(pid, 4).load(Ordering::SeqCst) & 1 != 0
-}
-fn pir_bit(pid: &Global<Pid>, v: u8) -> bool {
-    word(pid, usize::from(v / 64)).load(Ordering::SeqCst) & (1 << (v % 64)) != 0
-}
-fn pir_empty(pid: &Global<Pid>) -> bool {
-    (0..4).all(|i| word(pid, i).load(Ordering::SeqCst) == 0)
-}
-fn set_sn(pid: &Global<Pid>, sn: bool) {
-    if sn {
-        word(pid, 4).fetch_or(2, Ordering::SeqCst);
-    } else {
-        word(pid, 4).fetch_and(!2, Ordering::SeqCst);
-    }
-}
-
-fn post_irte(index: usize, vector: u8, pid: &Global<Pid>, urgent: bool) {
-    let (lo, hi) = posted_irte(vector, pid_addr(pid), urgent);
+fn post_irte(index: usize, vector: u8, pid: &Descriptor, urgent: bool) {
+    let (lo, hi) = posted_irte(vector, pid.address(), urgent);
     set_irte(index, lo, hi);
 }
 
@@ -95,15 +57,16 @@ fn main(info: &BootInfo) -> u32 {
         let _ = apic::enable_x2apic();
     }
     let _ = apic::software_enable();
-    c.check("AP 1 online", smp::start_aps(1, |_| {
-        if apic::is_x2apic() {
-            let _ = apic::enable_x2apic();
-        }
-        let _ = apic::software_enable();
-    }, TIMEOUT_TSC) == 1);
+    c.check("AP 1 online", smp::start_ap_like_bsp());
 
-    c.check("CAP advertises posted interrupts", read64(REG_CAP) & CAP_PI != 0);
-    c.check("ECAP advertises IR, QI and EIM", read64(REG_ECAP) & (ECAP_IR | ECAP_QI | ECAP_EIM) == ECAP_IR | ECAP_QI | ECAP_EIM);
+    c.check(
+        "CAP advertises posted interrupts",
+        read64(REG_CAP) & CAP_PI != 0,
+    );
+    c.check(
+        "ECAP advertises IR, QI and EIM",
+        read64(REG_ECAP) & (ECAP_IR | ECAP_QI | ECAP_EIM) == ECAP_IR | ECAP_QI | ECAP_EIM,
+    );
     let enabled = vtd::enable(x2apic, false);
     if let Err(e) = enabled {
         postbox_guest::println!("enable failed: {}", e);
@@ -118,10 +81,19 @@ fn main(info: &BootInfo) -> u32 {
     let faults = count(0, FAULT_VECTOR);
     send_msi(0xfee0_0000, 0x48, RID, 1);
     if x2apic {
-        c.check("compatibility-format MSI blocked in EIM mode", wait_until(|| count(0, FAULT_VECTOR) == faults + 1));
-        c.check("fault 0x25 recorded in EIM mode", take_fault(0x25).is_some() && count(0, 0x48) == 0);
+        c.check(
+            "compatibility-format MSI blocked in EIM mode",
+            wait_until(|| count(0, FAULT_VECTOR) == faults + 1),
+        );
+        c.check(
+            "fault 0x25 recorded in EIM mode",
+            take_fault(0x25).is_some() && count(0, 0x48) == 0,
+        );
     } else {
-        c.check("compatibility-format MSI passes with CFI set", wait_until(|| count(0, 0x48) == 1));
+        c.check(
+            "compatibility-format MSI passes with CFI set",
+            wait_until(|| count(0, 0x48) == 1),
+        );
     }
     let compat_delivered = count(0, 0x48);
 
@@ -130,90 +102,159 @@ fn main(info: &BootInfo) -> u32 {
     set_irte(2, remapped_irte(0x51, 1, x2apic), 0);
     invalidate_iec();
     msi(1, RID);
-    c.check("remapped IRTE delivers its vector", wait_until(|| count(0, 0x50) == 1));
+    c.check(
+        "remapped IRTE delivers its vector",
+        wait_until(|| count(0, 0x50) == 1),
+    );
     msi(2, RID);
-    c.check("remapped IRTE wakes a halted vCPU", wait_until(|| count(1, 0x51) == 1));
+    c.check(
+        "remapped IRTE wakes a halted vCPU",
+        wait_until(|| count(1, 0x51) == 1),
+    );
     send_msi(remappable_address(0) | (1 << 3), 1, RID, 1);
-    c.check("sub-handle selects handle + data", wait_until(|| count(0, 0x50) == 2));
+    c.check(
+        "sub-handle selects handle + data",
+        wait_until(|| count(0, 0x50) == 2),
+    );
 
     // Interrupt entry cache: a changed IRTE is not seen until invalidated.
     set_irte(1, remapped_irte(0x53, 0, x2apic), 0);
     msi(1, RID);
-    c.check("a stale cached IRTE is still used", wait_until(|| count(0, 0x50) == 3) && count(0, 0x53) == 0);
+    c.check(
+        "a stale cached IRTE is still used",
+        wait_until(|| count(0, 0x50) == 3) && count(0, 0x53) == 0,
+    );
     invalidate_iec();
     msi(1, RID);
-    c.check("after IEC invalidation the new IRTE is used", wait_until(|| count(0, 0x53) == 1));
+    c.check(
+        "after IEC invalidation the new IRTE is used",
+        wait_until(|| count(0, 0x53) == 1),
+    );
 
     // Posted: the notification vector makes the vCPU process the descriptor.
-    pid_init(&PID0, NOTIFICATION_VECTOR, 0, x2apic);
-    pid_init(&PID1, NOTIFICATION_VECTOR, 1, x2apic);
+    PID0.init(NOTIFICATION_VECTOR, 0, x2apic);
+    PID1.init(NOTIFICATION_VECTOR, 1, x2apic);
     post_irte(3, 0x60, &PID0, false);
     post_irte(4, 0x61, &PID1, false);
     invalidate_iec();
     msi(3, RID);
     c.check("posted vector arrives", wait_until(|| count(0, 0x60) == 1));
-    c.check("no notification-vector interrupt reaches the guest", count(0, NOTIFICATION_VECTOR) == 0);
-    c.check("ON and PIR are clear after processing", !pid_on(&PID0) && pir_empty(&PID0));
+    c.check(
+        "no notification-vector interrupt reaches the guest",
+        count(0, NOTIFICATION_VECTOR) == 0,
+    );
+    c.check(
+        "ON and PIR are clear after processing",
+        !PID0.on() && PID0.pir_empty(),
+    );
     msi(4, RID);
-    c.check("posted interrupt wakes a halted vCPU", wait_until(|| count(1, 0x61) == 1));
+    c.check(
+        "posted interrupt wakes a halted vCPU",
+        wait_until(|| count(1, 0x61) == 1),
+    );
 
     // A wake-up vector as NV: delivered as an ordinary interrupt, the request stays in PIR.
-    pid_init(&PID0, WAKEUP_VECTOR, 0, x2apic);
+    PID0.init(WAKEUP_VECTOR, 0, x2apic);
     msi(3, RID);
-    c.check("a non-notification NV is delivered as itself", wait_until(|| count(0, WAKEUP_VECTOR) == 1));
-    c.check("the posted request waits in PIR with ON set", pir_bit(&PID0, 0x60) && pid_on(&PID0));
+    c.check(
+        "a non-notification NV is delivered as itself",
+        wait_until(|| count(0, WAKEUP_VECTOR) == 1),
+    );
+    c.check(
+        "the posted request waits in PIR with ON set",
+        PID0.pir_bit(0x60) && PID0.on(),
+    );
 
     // SN suppresses; URG overrides.
-    pid_init(&PID0, NOTIFICATION_VECTOR, 0, x2apic);
-    set_sn(&PID0, true);
+    PID0.init(NOTIFICATION_VECTOR, 0, x2apic);
+    PID0.set_sn(true);
     msi(3, RID);
     spin(QUIET);
-    c.check("SN suppresses the notification", count(0, 0x60) == 1 && !pid_on(&PID0));
-    c.check("the suppressed request is in PIR", pir_bit(&PID0, 0x60));
+    c.check(
+        "SN suppresses the notification",
+        count(0, 0x60) == 1 && !PID0.on(),
+    );
+    c.check("the suppressed request is in PIR", PID0.pir_bit(0x60));
     post_irte(5, 0x62, &PID0, true);
     invalidate_iec();
     msi(5, RID);
-    c.check("URG notifies despite SN", wait_until(|| count(0, 0x62) == 1));
-    c.check("processing also delivers the earlier suppressed request", wait_until(|| count(0, 0x60) == 2));
-    set_sn(&PID0, false);
+    c.check(
+        "URG notifies despite SN",
+        wait_until(|| count(0, 0x62) == 1),
+    );
+    c.check(
+        "processing also delivers the earlier suppressed request",
+        wait_until(|| count(0, 0x60) == 2),
+    );
+    PID0.set_sn(false);
 
     // Faults, recorded and signalled with the fault event.
     let faults = count(0, FAULT_VECTOR);
     msi(9, RID);
-    c.check("entry-not-present raises the fault event", wait_until(|| count(0, FAULT_VECTOR) == faults + 1));
-    c.check("fault 0x22 recorded with index and source ID", take_fault(0x22) == Some((9, u64::from(RID))));
+    c.check(
+        "entry-not-present raises the fault event",
+        wait_until(|| count(0, FAULT_VECTOR) == faults + 1),
+    );
+    c.check(
+        "fault 0x22 recorded with index and source ID",
+        take_fault(0x22) == Some((9, u64::from(RID))),
+    );
 
     set_irte(6, remapped_irte(0x52, 0, x2apic), IRTE_SVT_SID | 0x0200);
     invalidate_iec();
     msi(6, RID);
-    c.check("source-ID mismatch raises the fault event", wait_until(|| count(0, FAULT_VECTOR) == faults + 2));
-    c.check("fault 0x26 recorded", take_fault(0x26) == Some((6, u64::from(RID))));
+    c.check(
+        "source-ID mismatch raises the fault event",
+        wait_until(|| count(0, FAULT_VECTOR) == faults + 2),
+    );
+    c.check(
+        "fault 0x26 recorded",
+        take_fault(0x26) == Some((6, u64::from(RID))),
+    );
     msi(6, 0x0200);
-    c.check("the right source ID is delivered", wait_until(|| count(0, 0x52) == 1));
+    c.check(
+        "the right source ID is delivered",
+        wait_until(|| count(0, 0x52) == 1),
+    );
 
     let (lo, hi) = posted_irte(0x63, 0x7_0000_0000, false);
     set_irte(7, lo, hi);
     invalidate_iec();
     msi(7, RID);
-    c.check("a descriptor outside memory faults", wait_until(|| count(0, FAULT_VECTOR) == faults + 3));
+    c.check(
+        "a descriptor outside memory faults",
+        wait_until(|| count(0, FAULT_VECTOR) == faults + 3),
+    );
     c.check("fault 0x27 recorded", take_fault(0x27).is_some());
 
     // A notification to an APIC that does not exist goes nowhere; the VM stays responsive.
-    pid_init(&PID_NOWHERE, NOTIFICATION_VECTOR, 200, x2apic);
+    PID_NOWHERE.init(NOTIFICATION_VECTOR, 200, x2apic);
     post_irte(8, 0x64, &PID_NOWHERE, false);
     invalidate_iec();
     msi(8, RID);
     msi(1, RID);
-    c.check("VM responsive after a notification to a missing APIC", wait_until(|| count(0, 0x53) == 2));
-    c.check("nothing delivered for it", count(0, 0x64) == 0 && count(1, 0x64) == 0);
+    c.check(
+        "VM responsive after a notification to a missing APIC",
+        wait_until(|| count(0, 0x53) == 2),
+    );
+    c.check(
+        "nothing delivered for it",
+        count(0, 0x64) == 0 && count(1, 0x64) == 0,
+    );
 
     // Compatibility format blocked once CFI is cleared.
     let status = read32(REG_GSTS) & ((1 << 31) | G_QIE | G_IRE);
     write32(REG_GCMD, status);
     c.check("CFI cleared", wait_until(|| read32(REG_GSTS) & G_CFI == 0));
     send_msi(0xfee0_0000, 0x48, RID, 1);
-    c.check("blocked compatibility MSI raises the fault event", wait_until(|| count(0, FAULT_VECTOR) == faults + 4));
+    c.check(
+        "blocked compatibility MSI raises the fault event",
+        wait_until(|| count(0, FAULT_VECTOR) == faults + 4),
+    );
     c.check("fault 0x25 recorded", take_fault(0x25).is_some());
-    c.check("the blocked MSI was not delivered", count(0, 0x48) == compat_delivered);
+    c.check(
+        "the blocked MSI was not delivered",
+        count(0, 0x48) == compat_delivered,
+    );
     c.finish()
 }

@@ -11,13 +11,19 @@ fn main(info: &BootInfo) -> u32 {
     let mut ram = 0u64;
     let mut top = 0u64;
     for region in info.memory_map() {
-        println!("mmap base={:#x} length={:#x} type={}", region.base, region.length, region.kind);
+        println!(
+            "mmap base={:#x} length={:#x} type={}",
+            region.base, region.length, region.kind
+        );
         if region.kind == MMAP_RAM {
             ram += region.length;
             top = top.max(region.base + region.length);
         }
     }
-    println!("mem_lower={}KiB mem_upper={}KiB", info.mem_lower, info.mem_upper);
+    println!(
+        "mem_lower={}KiB mem_upper={}KiB",
+        info.mem_lower, info.mem_upper
+    );
     println!("ram total={:#x}", ram);
     // Touch the last usable page: it must be RAM, not a hole.
     let last = (top - 8) as *mut u64;

@@ -15,7 +15,10 @@ fn main(_info: &BootInfo) -> u32 {
     let efer = sys::rdmsr(IA32_EFER);
     let bogus_read = sys::rdmsr(UNIMPLEMENTED_MSR);
     let bogus_write = sys::wrmsr(UNIMPLEMENTED_MSR, 1);
-    println!("efer={:?} bogus_read={:?} bogus_write={:?}", efer, bogus_read, bogus_write);
+    println!(
+        "efer={:?} bogus_read={:?} bogus_write={:?}",
+        efer, bogus_read, bogus_write
+    );
     let ok = matches!(efer, Ok(v) if v & EFER_LMA != 0)
         && bogus_read == Err(13)
         && bogus_write == Err(13);

@@ -21,27 +21,40 @@ fn main(info: &BootInfo) -> u32 {
         let _ = apic::enable_x2apic();
     }
     let _ = apic::software_enable();
-    c.check("AP 1 online", smp::start_aps(1, |_| {
-        if apic::is_x2apic() {
-            let _ = apic::enable_x2apic();
-        }
-        let _ = apic::software_enable();
-    }, TIMEOUT_TSC) == 1);
+    c.check("AP 1 online", smp::start_ap_like_bsp());
 
     for _ in 0..IPIS {
         let _ = apic::send_ipi(1, ICR_FIXED | ICR_ASSERT | 0x41);
     }
-    c.check("the IPI storm reaches vCPU 1", wait_until(|| count(1, 0x41) >= 1));
+    c.check(
+        "the IPI storm reaches vCPU 1",
+        wait_until(|| count(1, 0x41) >= 1),
+    );
     c.check("no more deliveries than IPIs", count(1, 0x41) <= IPIS);
 
     // Compatibility-format MSIs (no remapping) to vCPU 1, vector 0x42, in one burst.
     send_msi(0xfee0_1000, 0x42, 0x0100, MSIS);
-    c.check("the MSI burst reaches vCPU 1", wait_until(|| count(1, 0x42) >= 1));
-    c.check("no more deliveries than MSIs", count(1, 0x42) <= u32::from(MSIS));
+    c.check(
+        "the MSI burst reaches vCPU 1",
+        wait_until(|| count(1, 0x42) >= 1),
+    );
+    c.check(
+        "no more deliveries than MSIs",
+        count(1, 0x42) <= u32::from(MSIS),
+    );
 
     let seen = smp::interrupts_taken();
     let _ = apic::self_ipi(0x43);
-    c.check("the VM is still responsive", smp::wait_for_interrupts(seen, TIMEOUT_TSC) && count(0, 0x43) == 1);
-    postbox_guest::println!("vCPU 1 took {} of {} IPIs and {} of {} MSIs", count(1, 0x41), IPIS, count(1, 0x42), MSIS);
+    c.check(
+        "the VM is still responsive",
+        smp::wait_for_interrupts(seen, TIMEOUT_TSC) && count(0, 0x43) == 1,
+    );
+    postbox_guest::println!(
+        "vCPU 1 took {} of {} IPIs and {} of {} MSIs",
+        count(1, 0x41),
+        IPIS,
+        count(1, 0x42),
+        MSIS
+    );
     c.finish()
 }

@@ -6,12 +6,10 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use postbox_guest::arch::Global;
 use postbox_guest::igbvf::{self, QueueMemory, Vf, EIMS, RING};
 use postbox_guest::smp::{self, count};
-use postbox_guest::testing::{has_flag, spin, wait_until, Checks, TIMEOUT_TSC};
+use postbox_guest::testing::{has_flag, spin, wait_until, Checks};
 use postbox_guest::vtd::{self, posted_irte, remappable_address, remapped_irte, set_irte};
 use postbox_guest::{apic, entry, println, BootInfo};
 
@@ -25,9 +23,7 @@ const IRTE_POSTED: u16 = 11;
 
 static Q0: Global<QueueMemory> = Global::new(QueueMemory::new());
 static Q1: Global<QueueMemory> = Global::new(QueueMemory::new());
-#[repr(C, align(64))]
-struct Pid([u64; 8]);
-static PID0: Global<Pid> = Global::new(Pid([0; 8]));
+static PID0: vtd::Descriptor = vtd::Descriptor::new();
 
 fn frame(dst: [u8; 6], src: [u8; 6], seq: usize, out: &mut [u8; 128]) -> usize {
     out[..6].copy_from_slice(&dst);
@@ -40,7 +36,15 @@ fn frame(dst: [u8; 6], src: [u8; 6], seq: usize, out: &mut [u8; 128]) -> usize {
 }
 
 /// Sends `FRAMES` frames VF0 → VF1, one at a time; each must raise `vector` once on `cpu`.
-fn traffic(c: &mut Checks, vf0: &Vf, vf1: &Vf, macs: ([u8; 6], [u8; 6]), cpu: usize, vector: u8, slot: &mut usize) {
+fn traffic(
+    c: &mut Checks,
+    vf0: &Vf,
+    vf1: &Vf,
+    macs: ([u8; 6], [u8; 6]),
+    cpu: usize,
+    vector: u8,
+    slot: &mut usize,
+) {
     let mut intact = 0;
     let mut on_time = 0;
     let start = count(cpu, vector);
@@ -62,7 +66,10 @@ fn traffic(c: &mut Checks, vf0: &Vf, vf1: &Vf, macs: ([u8; 6], [u8; 6]), cpu: us
     spin(50_000_000);
     c.check("every frame arrived intact", intact == FRAMES);
     c.check("every frame raised its interrupt", on_time == FRAMES);
-    c.check("exactly one interrupt per frame, no more", count(cpu, vector) == start + FRAMES as u32);
+    c.check(
+        "exactly one interrupt per frame, no more",
+        count(cpu, vector) == start + FRAMES as u32,
+    );
 }
 
 fn main(info: &BootInfo) -> u32 {
@@ -72,12 +79,7 @@ fn main(info: &BootInfo) -> u32 {
         let _ = apic::enable_x2apic();
     }
     let _ = apic::software_enable();
-    c.check("AP 1 online", smp::start_aps(1, |_| {
-        if apic::is_x2apic() {
-            let _ = apic::enable_x2apic();
-        }
-        let _ = apic::software_enable();
-    }, TIMEOUT_TSC) == 1);
+    c.check("AP 1 online", smp::start_ap_like_bsp());
     c.check("VT-d remapping enabled", vtd::enable(x2apic, true).is_ok());
 
     let mut vfs = [None; 8];
@@ -86,31 +88,65 @@ fn main(info: &BootInfo) -> u32 {
     let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
         return c.finish();
     };
-    println!("VF0 rid {:#x} bar0 {:#x}; VF1 rid {:#x} bar0 {:#x}", vf0.rid, vf0.bar0, vf1.rid, vf1.bar0);
+    println!(
+        "VF0 rid {:#x} bar0 {:#x}; VF1 rid {:#x} bar0 {:#x}",
+        vf0.rid, vf0.bar0, vf1.rid, vf1.bar0
+    );
     let (Some(mac0), Some(mac1)) = (vf0.init(), vf1.init()) else {
         c.check("VF reset handshake gives MAC addresses", false);
         return c.finish();
     };
-    c.check("VF reset handshake gives distinct MAC addresses", mac0 != mac1);
+    c.check(
+        "VF reset handshake gives distinct MAC addresses",
+        mac0 != mac1,
+    );
     vf0.rings(&Q0);
     vf1.rings(&Q1);
 
     // VF 1's RX vector 0 → IRTE 10: remapped, source-ID verified, to vCPU 1.
-    set_irte(usize::from(IRTE_REMAPPED), remapped_irte(REMAPPED_VECTOR, 1, x2apic), vtd::IRTE_SVT_SID | u64::from(vf1.rid));
-    // IRTE 11: posted, to vCPU 0's descriptor: NV 0xf2, NDST 0 (APIC 0 in either mode).
-    // SAFETY: the descriptor is ours until the IRTE points at it.
-    let ctl = unsafe { AtomicU64::from_ptr((PID0.get() as *mut u64).add(4)) };
-    ctl.store(0xf2 << 16, Ordering::SeqCst);
-    let (lo, hi) = posted_irte(POSTED_VECTOR, PID0.get() as u64, false);
-    set_irte(usize::from(IRTE_POSTED), lo, hi | vtd::IRTE_SVT_SID | u64::from(vf1.rid));
+    set_irte(
+        usize::from(IRTE_REMAPPED),
+        remapped_irte(REMAPPED_VECTOR, 1, x2apic),
+        vtd::IRTE_SVT_SID | u64::from(vf1.rid),
+    );
+    // IRTE 11: posted, to vCPU 0's descriptor: NV 0xf2, NDST 0.
+    PID0.init(0xf2, 0, x2apic);
+    let (lo, hi) = posted_irte(POSTED_VECTOR, PID0.address(), false);
+    set_irte(
+        usize::from(IRTE_POSTED),
+        lo,
+        hi | vtd::IRTE_SVT_SID | u64::from(vf1.rid),
+    );
     vtd::invalidate_iec();
 
     let mut slot = 0;
     vf1.set_msix(0, remappable_address(IRTE_REMAPPED), 0);
-    traffic(&mut c, &vf0, &vf1, (mac0, mac1), 1, REMAPPED_VECTOR, &mut slot);
+    traffic(
+        &mut c,
+        &vf0,
+        &vf1,
+        (mac0, mac1),
+        1,
+        REMAPPED_VECTOR,
+        &mut slot,
+    );
     vf1.set_msix(0, remappable_address(IRTE_POSTED), 0);
-    traffic(&mut c, &vf0, &vf1, (mac0, mac1), 0, POSTED_VECTOR, &mut slot);
-    c.check("no stray interrupts", count(0, REMAPPED_VECTOR) == 0 && count(1, POSTED_VECTOR) == 0);
-    c.check("no remapping faults", vtd::read32(vtd::REG_FSTS) & vtd::FSTS_PPF == 0);
+    traffic(
+        &mut c,
+        &vf0,
+        &vf1,
+        (mac0, mac1),
+        0,
+        POSTED_VECTOR,
+        &mut slot,
+    );
+    c.check(
+        "no stray interrupts",
+        count(0, REMAPPED_VECTOR) == 0 && count(1, POSTED_VECTOR) == 0,
+    );
+    c.check(
+        "no remapping faults",
+        vtd::read32(vtd::REG_FSTS) & vtd::FSTS_PPF == 0,
+    );
     c.finish()
 }
