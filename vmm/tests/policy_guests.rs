@@ -87,3 +87,25 @@ policy_test!(
     true
 );
 policy_test!(kernel_running_state, "kernel", "running-state", true);
+
+/// Mask-and-drain: a burst of six frames costs at most two interrupts instead of six.
+fn run_mask_drain(irqchip: &str) {
+    let r = run_guest("mask_drain", &["--irqchip", irqchip, "--vfs", "2"]);
+    r.assert_status(1)
+        .assert_stdout_has("per-frame-interrupts=6")
+        .assert_stdout_has("checks done, failures=0");
+}
+
+#[test]
+fn emulated_mask_and_drain() {
+    if kvm_available("emulated_mask_and_drain") {
+        run_mask_drain("emulated");
+    }
+}
+
+#[test]
+fn kernel_mask_and_drain() {
+    if kvm_available("kernel_mask_and_drain") {
+        run_mask_drain("kernel");
+    }
+}
