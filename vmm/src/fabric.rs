@@ -90,6 +90,8 @@ pub struct Fabric {
     descriptors: Vec<Mutex<Vec<u64>>>,
     pub sched: Arc<Scheduler>,
     pub policy: Policy,
+    /// The hinting interface (written under the hinting policy).
+    pub hints: Arc<crate::hint::Hints>,
     pub counters: FabricCounters,
     pub hops: Arc<HopStats>,
 }
@@ -107,12 +109,13 @@ impl Fabric {
         policy: Policy,
     ) -> Self {
         Self {
-            iommu: Mutex::new(Iommu::new(memory)),
+            iommu: Mutex::new(Iommu::new(memory.clone())),
             backend,
             cpus,
             pending_descriptors: (0..cpus).map(|_| Mutex::new(Vec::new())).collect(),
             descriptors: (0..cpus).map(|_| Mutex::new(Vec::new())).collect(),
             sched: Arc::new(Scheduler::new(cpus as usize)),
+            hints: Arc::new(crate::hint::Hints::new(memory.clone())),
             policy,
             counters: FabricCounters::default(),
             hops,
@@ -139,6 +142,9 @@ impl Fabric {
         );
         let _guard = span.enter();
         let start = hops::now();
+        if self.policy.kind() == crate::policy::PolicyKind::Hinting {
+            self.hints.device_event(msg.requester_id, &self.sched);
+        }
         let (result, eim) = {
             let mut iommu = self.iommu();
             let eim = iommu.extended_interrupt_mode();

@@ -10,6 +10,7 @@ pub mod emulated;
 pub mod error;
 pub mod fabric;
 pub mod guests;
+pub mod hint;
 pub mod hops;
 pub mod irqchip;
 pub mod layout;

@@ -54,12 +54,15 @@ enum Command {
         #[arg(long, default_value_t = 0, value_name = "N")]
         vfs: u16,
         /// Delivery policy for posted interrupts: posted (baseline), redirect-preempted,
-        /// running-state.
+        /// running-state, hinting.
         #[arg(long, default_value = "posted", value_name = "POLICY")]
         policy: vmm::policy::PolicyKind,
         /// Deschedule a vCPU for PERCENT of every PERIOD_MS (reproducible preemption).
         #[arg(long, value_name = "VCPU:PERIOD_MS:PERCENT")]
         preempt: Option<vmm::sched::PreemptSchedule>,
+        /// Pin vCPU i's thread to host CPU i (mod the host's CPUs).
+        #[arg(long)]
+        pin: bool,
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
             vfs,
             policy,
             preempt,
+            pin,
         } => {
             // Default: bypass when a VF is given and the host can post in hardware.
             let irqchip = irqchip.unwrap_or_else(|| {
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
                 console: None,
                 policy,
                 preempt,
+                pin,
             };
             match vm::run(&config) {
                 Ok(r) => {

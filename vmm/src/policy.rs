@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `posted` | the baseline: post as the IRTE says |
 //! | `redirect-preempted` | interrupt redirection from preempted vCPUs (ICT/Loongson 2024): when the destination is preempted, deliver to a running vCPU, and route the IRTE there (a VMM-level override) until the destination runs again |
+//! | `hinting` | virtual device interrupt hinting (Red Hat, US 9411624): post as the IRTE says, and tell the guest on each device event which of its vCPUs run on the host CPU where it arrived (`hint.rs`); the guest moves the affinity |
 //! | `running-state` | direct delivery by vCPU running state (SJTU 2016): deliver to the destination if it runs, else to a vCPU that runs now, else to the one predicted to run first from its history |
 //!
 //! Posted interrupts are treated as movable under these policies (the "explicitly allowed"
@@ -25,6 +26,8 @@ pub enum PolicyKind {
     Posted,
     RedirectPreempted,
     RunningState,
+    /// Posted as the IRTE says, with device events hinted to the guest (`hint.rs`).
+    Hinting,
 }
 
 impl FromStr for PolicyKind {
@@ -34,8 +37,9 @@ impl FromStr for PolicyKind {
             "posted" => Ok(Self::Posted),
             "redirect-preempted" => Ok(Self::RedirectPreempted),
             "running-state" => Ok(Self::RunningState),
+            "hinting" => Ok(Self::Hinting),
             other => Err(format!(
-                "unknown policy {other:?} (expected posted, redirect-preempted or running-state)"
+                "unknown policy {other:?} (expected posted, redirect-preempted, running-state or hinting)"
             )),
         }
     }
@@ -47,6 +51,7 @@ impl fmt::Display for PolicyKind {
             Self::Posted => "posted",
             Self::RedirectPreempted => "redirect-preempted",
             Self::RunningState => "running-state",
+            Self::Hinting => "hinting",
         })
     }
 }
@@ -105,7 +110,7 @@ impl Policy {
     /// Decides for a posted interrupt of IRTE `index` bound for vCPU `target`.
     pub fn decide(&self, sched: &Scheduler, index: u32, target: usize) -> Decision {
         let decision = match self.kind {
-            PolicyKind::Posted => Decision::Post,
+            PolicyKind::Posted | PolicyKind::Hinting => Decision::Post,
             PolicyKind::RedirectPreempted => {
                 let mut overrides = self.overrides.lock().unwrap_or_else(|e| e.into_inner());
                 if !sched.is_preempted(target) {

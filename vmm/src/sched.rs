@@ -69,6 +69,20 @@ impl FromStr for PreemptSchedule {
     }
 }
 
+/// Pins the calling thread to host CPU `index` mod the number of online CPUs.
+pub fn pin_current_thread(index: usize) {
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET indexes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(index % cpus, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(index, "cannot pin the vCPU thread");
+        }
+    }
+}
+
 #[derive(Default)]
 struct History {
     /// When the current preemption began.

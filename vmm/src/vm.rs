@@ -57,6 +57,8 @@ pub struct VmConfig {
     pub policy: crate::policy::PolicyKind,
     /// A preemption schedule (`--preempt`).
     pub preempt: Option<crate::sched::PreemptSchedule>,
+    /// Pin vCPU i's thread to host CPU i mod (host CPUs) (`--pin`).
+    pub pin: bool,
 }
 
 impl Default for VmConfig {
@@ -74,6 +76,7 @@ impl Default for VmConfig {
             console: None,
             policy: crate::policy::PolicyKind::default(),
             preempt: None,
+            pin: false,
         }
     }
 }
@@ -445,6 +448,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
             .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
         let mut cpuid = cpuid_base.clone();
         crate::cpuid::patch(&mut cpuid, index, config.cpus);
+        crate::hint::advertise(&mut cpuid);
         fd.set_cpuid2(&cpuid)
             .map_err(Error::kvm("KVM_SET_CPUID2"))?;
         fds.push(fd);
@@ -516,6 +520,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
             })),
         )
         .map_err(|e| Error::Internal(format!("MSI test device: {e}")))?;
+    dispatch.per_vcpu.push(fabric.hints.clone());
     let pci = crate::pci::Pci::new(&memory, fabric.clone(), config.vfs)?;
     let ports = Arc::new(crate::pci::PciPorts(pci.clone()));
     let pci_err = |e: vm_device::bus::Error| Error::Internal(format!("PCI: {e}"));
@@ -564,6 +569,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
 
     let started = Instant::now();
     let kvm_starts_aps = config.irqchip.kvm_starts_aps();
+    let pin = config.pin;
     let mut threads = Vec::new();
     let preempt_thread = match config.preempt {
         Some(schedule) => {
@@ -602,7 +608,12 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         let ctx = ctx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{index}"))
-            .spawn(move || vcpu::run(index, fd, ctx, index != 0 && !kvm_starts_aps))
+            .spawn(move || {
+                if pin {
+                    crate::sched::pin_current_thread(index);
+                }
+                vcpu::run(index, fd, ctx, index != 0 && !kvm_starts_aps)
+            })
             .map_err(|e| Error::Internal(format!("cannot start vCPU thread: {e}")))?;
         threads.push(thread);
     }

@@ -1,4 +1,4 @@
-//! Delivery policies under a reproducible preemption schedule (vCPU 1 descheduled for 70 %
+//! Delivery policies. Redirect-preempted and running-state run under a reproducible preemption schedule (vCPU 1 descheduled for 70 %
 //! of every 20 ms, SN set in its descriptors meanwhile): the baseline leaves every posted
 //! interrupt to vCPU 1, while redirect-preempted and running-state deliver those that arrive
 //! during its preemption to running vCPU 0. Nothing is lost or duplicated either way.
@@ -107,5 +107,40 @@ fn emulated_mask_and_drain() {
 fn kernel_mask_and_drain() {
     if kvm_available("kernel_mask_and_drain") {
         run_mask_drain("kernel");
+    }
+}
+
+/// Hinting: the guest reads the hint page and moves VF 1's interrupt to the hinted vCPU.
+fn run_hinting(irqchip: &str) {
+    let r = run_guest(
+        "hinting",
+        &[
+            "--irqchip",
+            irqchip,
+            "--cpus",
+            "2",
+            "--vfs",
+            "2",
+            "--policy",
+            "hinting",
+            "--pin",
+        ],
+    );
+    r.assert_status(1)
+        .assert_stdout_has("moved_after_frame=Some(0)")
+        .assert_stdout_has("checks done, failures=0");
+}
+
+#[test]
+fn emulated_hinting() {
+    if kvm_available("emulated_hinting") {
+        run_hinting("emulated");
+    }
+}
+
+#[test]
+fn kernel_hinting() {
+    if kvm_available("kernel_hinting") {
+        run_hinting("kernel");
     }
 }
