@@ -109,7 +109,7 @@ impl VcpuDevices for Hints {
             self.memory.address_in_range(GuestAddress(value))
                 && self.memory.address_in_range(GuestAddress(end))
         });
-        if value != 0 && (value % PAGE_SIZE != 0 || !in_ram) {
+        if value != 0 && (!value.is_multiple_of(PAGE_SIZE) || !in_ram) {
             return Some(MsrResult::GeneralProtection);
         }
         self.page.store(value, Ordering::Release);
