@@ -459,3 +459,157 @@ mod tests {
         assert_eq!(met, vec![true, false, false, true]);
     }
 }
+
+/// The RTT guest of `vmm bench policies`.
+pub static RTT_GUEST: &[u8] = include_bytes!(concat!(env!("POSTBOX_GUEST_DIR"), "/rtt"));
+
+/// Policies compared by `vmm bench policies`, the first being the baseline.
+pub const POLICY_RUNS: [crate::policy::PolicyKind; 3] = [
+    crate::policy::PolicyKind::Posted,
+    crate::policy::PolicyKind::RedirectPreempted,
+    crate::policy::PolicyKind::RunningState,
+];
+/// The overcommit of the experiment: vCPU 1 descheduled 70 % of every 20 ms.
+pub const POLICY_PREEMPTION: &str = "1:20:70";
+/// The published effect of redirection under preemption (ICT/Loongson 2024).
+pub const PUBLISHED_RTT_CHANGE: f64 = -34.1;
+pub const PUBLISHED_THROUGHPUT_CHANGE: f64 = 7.9;
+
+#[derive(Clone, Debug)]
+pub struct RttResult {
+    pub backend: IrqchipKind,
+    pub policy: crate::policy::PolicyKind,
+    pub rtt: Distribution,
+    pub mean_us: f64,
+    pub per_second: f64,
+}
+
+/// `vmm bench policies`: request/response RTT between two VFs under vCPU preemption, per
+/// policy and backend.
+pub fn run_policies(rounds: u32, mut progress: impl FnMut(&str)) -> Result<Vec<RttResult>> {
+    let mut out = Vec::new();
+    for backend in BACKENDS {
+        for policy in POLICY_RUNS {
+            progress(&format!("{backend} {policy}"));
+            let console: Arc<Mutex<Vec<u8>>> = Arc::default();
+            let config = VmConfig {
+                kernel: KernelImage::Embedded {
+                    name: "rtt",
+                    bytes: RTT_GUEST,
+                },
+                cpus: 2,
+                mem_mib: 64,
+                cmdline: format!("rounds={rounds}"),
+                timeout: Some(Duration::from_secs(300)),
+                irqchip: backend,
+                console: Some(console.clone()),
+                vfs: 2,
+                policy,
+                preempt: Some(POLICY_PREEMPTION.parse().map_err(Error::BadConfig)?),
+                pin: true,
+                ..VmConfig::default()
+            };
+            let report = vm::run(&config)?;
+            let output =
+                String::from_utf8_lossy(&console.lock().unwrap_or_else(|e| e.into_inner()))
+                    .into_owned();
+            if report.end != VmEnd::GuestExit(1) {
+                return Err(Error::Internal(format!(
+                    "RTT guest ({backend}, {policy}) ended with {:?}",
+                    report.end
+                )));
+            }
+            let khz = report.tsc_khz.unwrap_or(1);
+            let line = output.lines().find(|l| l.starts_with("RTT ")).unwrap_or("");
+            let field = |k: &str| -> u64 {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            let (n, cycles) = (field("rounds="), field("cycles=").max(1));
+            let samples: Vec<u64> = line
+                .split_once("samples=")
+                .map(|(_, s)| s.split(',').filter_map(|v| v.parse().ok()).collect())
+                .unwrap_or_default();
+            let rtt = Distribution::from_cycles(&samples, khz);
+            let mean_us = rtt.samples_us.iter().sum::<f64>() / rtt.samples_us.len().max(1) as f64;
+            out.push(RttResult {
+                backend,
+                policy,
+                rtt,
+                mean_us,
+                per_second: n as f64 / (cycles as f64 / (f64::from(khz) * 1e3)),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The policies table: each policy beside the baseline of its backend.
+pub fn policies_table(results: &[RttResult]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "request/response VF 0 <-> VF 1; VF 1's interrupt posted to vCPU 1, descheduled {POLICY_PREEMPTION} (vCPU:period ms:%), vCPUs pinned"
+    );
+    let _ = writeln!(
+        t,
+        "{:<20} {:<9} {:>5} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        "policy", "backend", "n", "mean µs", "median µs", "p99 µs", "req/s", "Δ mean", "Δ req/s"
+    );
+    for r in results {
+        let base = results
+            .iter()
+            .find(|b| b.backend == r.backend && b.policy == POLICY_RUNS[0]);
+        let (d_rtt, d_tput) = base.map_or((0.0, 0.0), |b| {
+            (
+                100.0 * (r.mean_us / b.mean_us - 1.0),
+                100.0 * (r.per_second / b.per_second - 1.0),
+            )
+        });
+        let q = |p| r.rtt.quantile(p).map_or("-".into(), |v| format!("{v:.1}"));
+        let _ = writeln!(
+            t,
+            "{:<20} {:<9} {:>5} {:>10.1} {:>10} {:>10} {:>10.0} {:>8.1}% {:>8.1}%",
+            r.policy.to_string(),
+            r.backend.to_string(),
+            r.rtt.samples_us.len(),
+            r.mean_us,
+            q(0.5),
+            q(0.99),
+            r.per_second,
+            d_rtt,
+            d_tput
+        );
+    }
+    let _ = writeln!(
+        t,
+        "published (redirection under preemption, ICT/Loongson 2024): {PUBLISHED_RTT_CHANGE}% mean RTT, +{PUBLISHED_THROUGHPUT_CHANGE}% throughput"
+    );
+    t
+}
+
+/// A bar chart of mean RTT per policy and backend.
+pub fn policies_plot(results: &[RttResult], dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let bars: Vec<(String, f64)> = results
+        .iter()
+        .map(|r| {
+            let tag = match r.backend {
+                IrqchipKind::Emulated => "emu",
+                IrqchipKind::Kernel => "kvm",
+                IrqchipKind::Bypass => "hw",
+            };
+            (format!("{} {tag}", r.policy), r.mean_us)
+        })
+        .collect();
+    let path = dir.join("policies-rtt.svg");
+    crate::plot::bar_chart_svg(
+        &path,
+        &format!("Mean request/response RTT, vCPU 1 preempted {POLICY_PREEMPTION}"),
+        "mean RTT (µs)",
+        &bars,
+    )?;
+    Ok(path)
+}

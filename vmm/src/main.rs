@@ -69,7 +69,11 @@ enum Command {
     /// Measure the delivery path on the emulated and the kernel backend, and the model
     /// pipeline; print a table (or JSON) and write latency plots.
     Bench {
-        /// Interrupts per latency scenario.
+        /// `latency` (the delivery path on both backends) or `policies` (request/response
+        /// RTT per delivery policy under vCPU preemption).
+        #[arg(default_value = "latency", value_name = "SUITE")]
+        suite: String,
+        /// Interrupts (or round trips) per scenario.
         #[arg(long, default_value_t = 500, value_name = "N")]
         rounds: u32,
         /// Print JSON instead of the table.
@@ -191,11 +195,18 @@ fn main() -> ExitCode {
         }
         Command::Demo => demo(),
         Command::Bench {
+            suite,
             rounds,
             json,
             out,
             pipeline_iterations,
-        } => bench(rounds, json, out, pipeline_iterations),
+        } => match suite.as_str() {
+            "latency" => bench(rounds, json, out, pipeline_iterations),
+            "policies" => bench_policies(rounds, out),
+            other => fail(&Error::BadConfig(format!(
+                "unknown bench suite {other:?} (expected latency or policies)"
+            ))),
+        },
     }
 }
 
@@ -281,5 +292,25 @@ fn bench(rounds: u32, json: bool, out: PathBuf, pipeline_iterations: u64) -> Exi
             ExitCode::SUCCESS
         }
         Err(e) => fail(&Error::Internal(format!("writing plots: {e}"))),
+    }
+}
+
+fn bench_policies(rounds: u32, out: PathBuf) -> ExitCode {
+    if !(1..=1000).contains(&rounds) {
+        return fail(&Error::BadConfig(format!(
+            "--rounds {rounds} must be between 1 and 1000 for the policies suite"
+        )));
+    }
+    let results = match vmm::bench::run_policies(rounds, |step| eprintln!("vmm bench: {step}")) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    print!("{}", vmm::bench::policies_table(&results));
+    match vmm::bench::policies_plot(&results, &out) {
+        Ok(path) => {
+            eprintln!("vmm bench: wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&Error::Internal(format!("writing the plot: {e}"))),
     }
 }

@@ -50,3 +50,34 @@ fn bench_reports_every_scenario_on_both_backends() {
     }
     std::fs::remove_dir_all(out).ok();
 }
+
+#[test]
+fn bench_policies_compares_each_policy_with_the_baseline() {
+    if !kvm_available("bench_policies_compares_each_policy_with_the_baseline") {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("postbox-bench-policies-{}", std::process::id()));
+    let r = vmm(&[
+        "bench",
+        "policies",
+        "--rounds",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    r.assert_status(0);
+    for backend in ["emulated", "kernel"] {
+        for policy in vmm::bench::POLICY_RUNS {
+            let row = r
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(&policy.to_string()) && l.contains(backend))
+                .unwrap_or_else(|| panic!("no row for {policy} {backend}:\n{}", r.stdout));
+            let n: u32 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+            assert_eq!(n, 10, "{row}");
+        }
+    }
+    let svg = std::fs::read_to_string(out.join("policies-rtt.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("redirect-preempted emu"));
+    std::fs::remove_dir_all(out).ok();
+}
