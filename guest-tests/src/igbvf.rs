@@ -268,3 +268,25 @@ impl Vf {
         Some(len)
     }
 }
+
+/// The pair of VFs most tests use (VF 0 and VF 1, enabled by `--vfs 2`), brought up with
+/// their queue pairs on `q0` and `q1`. Returns the VFs and their MAC addresses.
+pub fn bring_up_pair(
+    q0: &Global<QueueMemory>,
+    q1: &Global<QueueMemory>,
+) -> Result<(Vf, Vf, [u8; 6], [u8; 6]), &'static str> {
+    let mut vfs = [None; 8];
+    discover(&mut vfs);
+    let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
+        return Err("the NIC has no two VFs (run with --vfs 2)");
+    };
+    let (Some(mac0), Some(mac1)) = (vf0.init(), vf1.init()) else {
+        return Err("VF reset handshake failed");
+    };
+    if mac0 == mac1 {
+        return Err("the VFs got the same MAC address");
+    }
+    vf0.rings(q0);
+    vf1.rings(q1);
+    Ok((vf0, vf1, mac0, mac1))
+}

@@ -117,27 +117,17 @@ struct GuestRun {
     tsc_khz: u32,
 }
 
-fn boot(backend: IrqchipKind, scenario: &str, rounds: u32) -> Result<GuestRun> {
+/// Runs `config` with its console captured; the guest must end with exit code 0.
+fn run_captured(mut config: VmConfig, what: &str) -> Result<(String, vm::RunReport)> {
     let console: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let config = VmConfig {
-        kernel: KernelImage::Embedded {
-            name: "bench",
-            bytes: BENCH_GUEST,
-        },
-        cpus: 2,
-        mem_mib: 64,
-        cmdline: format!("scenario={scenario} rounds={rounds}"),
-        timeout: Some(Duration::from_secs(300)),
-        irqchip: backend,
-        console: Some(console.clone()),
-        ..VmConfig::default()
-    };
+    config.console = Some(console.clone());
+    config.timeout = Some(Duration::from_secs(300));
     let report = vm::run(&config)?;
     let output =
         String::from_utf8_lossy(&console.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     if report.end != VmEnd::GuestExit(1) {
         return Err(Error::Internal(format!(
-            "bench guest ({backend}, {scenario}) ended with {:?}: {}",
+            "{what} ended with {:?}: {}",
             report.end,
             output
                 .lines()
@@ -146,6 +136,22 @@ fn boot(backend: IrqchipKind, scenario: &str, rounds: u32) -> Result<GuestRun> {
                 .join("; ")
         )));
     }
+    Ok((output, report))
+}
+
+fn boot(backend: IrqchipKind, scenario: &str, rounds: u32) -> Result<GuestRun> {
+    let config = VmConfig {
+        kernel: KernelImage::Embedded {
+            name: "bench",
+            bytes: BENCH_GUEST,
+        },
+        cpus: 2,
+        mem_mib: 64,
+        cmdline: format!("scenario={scenario} rounds={rounds}"),
+        irqchip: backend,
+        ..VmConfig::default()
+    };
+    let (output, report) = run_captured(config, &format!("bench guest ({backend}, {scenario})"))?;
     let exits_in_phase = match report.marks.as_slice() {
         // The closing mark's own port write is counted in `end`; it is not the path's.
         [start, end, ..] if start.label == 1 && end.label == 2 => {
@@ -491,7 +497,6 @@ pub fn run_policies(rounds: u32, mut progress: impl FnMut(&str)) -> Result<Vec<R
     for backend in BACKENDS {
         for policy in POLICY_RUNS {
             progress(&format!("{backend} {policy}"));
-            let console: Arc<Mutex<Vec<u8>>> = Arc::default();
             let config = VmConfig {
                 kernel: KernelImage::Embedded {
                     name: "rtt",
@@ -500,25 +505,15 @@ pub fn run_policies(rounds: u32, mut progress: impl FnMut(&str)) -> Result<Vec<R
                 cpus: 2,
                 mem_mib: 64,
                 cmdline: format!("rounds={rounds}"),
-                timeout: Some(Duration::from_secs(300)),
                 irqchip: backend,
-                console: Some(console.clone()),
                 vfs: 2,
                 policy,
                 preempt: Some(POLICY_PREEMPTION.parse().map_err(Error::BadConfig)?),
                 pin: true,
                 ..VmConfig::default()
             };
-            let report = vm::run(&config)?;
-            let output =
-                String::from_utf8_lossy(&console.lock().unwrap_or_else(|e| e.into_inner()))
-                    .into_owned();
-            if report.end != VmEnd::GuestExit(1) {
-                return Err(Error::Internal(format!(
-                    "RTT guest ({backend}, {policy}) ended with {:?}",
-                    report.end
-                )));
-            }
+            let (output, report) =
+                run_captured(config, &format!("RTT guest ({backend}, {policy})"))?;
             let khz = report.tsc_khz.unwrap_or(1);
             let line = output.lines().find(|l| l.starts_with("RTT ")).unwrap_or("");
             let field = |k: &str| -> u64 {

@@ -81,18 +81,13 @@ fn main(_info: &BootInfo) -> u32 {
         println!("postbox demo guest: vCPU 1 or VT-d did not come up");
         return 1;
     }
-    let mut vfs = [None; 8];
-    igbvf::discover(&mut vfs);
-    let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
-        println!("postbox demo guest: the NIC has no two VFs (run with --vfs 2)");
-        return 2;
+    let (vf0, vf1, _, mac1) = match igbvf::bring_up_pair(&Q0, &Q1) {
+        Ok(pair) => pair,
+        Err(e) => {
+            println!("postbox demo guest: {}", e);
+            return 2;
+        }
     };
-    let (Some(_mac0), Some(mac1)) = (vf0.init(), vf1.init()) else {
-        println!("postbox demo guest: VF reset handshake failed");
-        return 3;
-    };
-    vf0.rings(&Q0);
-    vf1.rings(&Q1);
     // Posted IRTE 1 → vCPU 1's descriptor (NV 0xf2, NDST 1); remapped IRTE 2 → vCPU 1.
     PID1.init(0xf2, 1, true);
     let (lo, hi) = posted_irte(POSTED_VECTOR, PID1.address(), false);

@@ -45,7 +45,10 @@ static Q1: Global<QueueMemory> = Global::new(QueueMemory::new());
 fn read_hint() -> (u32, u64) {
     loop {
         let s1 = HINT.seq.load(Ordering::SeqCst);
-        let snapshot = (HINT.events.load(Ordering::SeqCst), HINT.vcpu_mask.load(Ordering::SeqCst));
+        let snapshot = (
+            HINT.events.load(Ordering::SeqCst),
+            HINT.vcpu_mask.load(Ordering::SeqCst),
+        );
         if s1 % 2 == 0 && HINT.seq.load(Ordering::SeqCst) == s1 {
             return snapshot;
         }
@@ -56,29 +59,37 @@ fn main(_info: &BootInfo) -> u32 {
     let mut c = Checks::default();
     // SAFETY: CPUID is available on every x86-64 CPU.
     let leaf = unsafe { core::arch::x86_64::__cpuid(HINT_LEAF) };
-    c.check("CPUID advertises the hint interface", leaf.eax == HINT_SIGNATURE);
-    c.check("hint page registered", sys::wrmsr(leaf.ebx, &HINT as *const HintPage as u64).is_ok());
-    c.check("a misaligned hint page is refused", sys::wrmsr(leaf.ebx, 0x1234) == Err(13));
+    c.check(
+        "CPUID advertises the hint interface",
+        leaf.eax == HINT_SIGNATURE,
+    );
+    c.check(
+        "hint page registered",
+        sys::wrmsr(leaf.ebx, &HINT as *const HintPage as u64).is_ok(),
+    );
+    c.check(
+        "a misaligned hint page is refused",
+        sys::wrmsr(leaf.ebx, 0x1234) == Err(13),
+    );
     let _ = sys::wrmsr(leaf.ebx, &HINT as *const HintPage as u64);
 
     let _ = apic::enable_x2apic();
     let _ = apic::software_enable();
     c.check("AP 1 online", smp::start_ap_like_bsp());
     c.check("VT-d enabled", vtd::enable(true, true).is_ok());
-    let mut vfs = [None; 8];
-    igbvf::discover(&mut vfs);
-    let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
-        c.check("two VFs (run with --vfs 2)", false);
-        return c.finish();
+    let (vf0, vf1, _, mac1) = match igbvf::bring_up_pair(&Q0, &Q1) {
+        Ok(pair) => pair,
+        Err(e) => {
+            c.check(e, false);
+            return c.finish();
+        }
     };
-    let (Some(_), Some(mac1)) = (vf0.init(), vf1.init()) else {
-        c.check("VF reset handshake", false);
-        return c.finish();
-    };
-    vf0.rings(&Q0);
-    vf1.rings(&Q1);
     let mut destination = 1u32;
-    set_irte(usize::from(IRTE), remapped_irte(VECTOR, destination, true), 0);
+    set_irte(
+        usize::from(IRTE),
+        remapped_irte(VECTOR, destination, true),
+        0,
+    );
     vtd::invalidate_iec();
     vf1.set_msix(0, remappable_address(IRTE), 0);
 
@@ -105,7 +116,11 @@ fn main(_info: &BootInfo) -> u32 {
             let hinted = mask.trailing_zeros();
             if hinted != destination {
                 destination = hinted;
-                set_irte(usize::from(IRTE), remapped_irte(VECTOR, destination, true), 0);
+                set_irte(
+                    usize::from(IRTE),
+                    remapped_irte(VECTOR, destination, true),
+                    0,
+                );
                 vtd::invalidate_iec();
                 moved_at.get_or_insert(i);
             }
@@ -114,13 +129,30 @@ fn main(_info: &BootInfo) -> u32 {
     let (events, mask) = read_hint();
     println!(
         "HINT events={} mask={:#x} host_cpu={} rid={:#x} moved_after_frame={:?} vcpu0={} vcpu1={}",
-        events, mask, HINT.host_cpu.load(Ordering::SeqCst), HINT.requester_id.load(Ordering::SeqCst),
-        moved_at, count(0, VECTOR), count(1, VECTOR)
+        events,
+        mask,
+        HINT.host_cpu.load(Ordering::SeqCst),
+        HINT.requester_id.load(Ordering::SeqCst),
+        moved_at,
+        count(0, VECTOR),
+        count(1, VECTOR)
     );
     c.check("every device event was hinted", events as usize >= FRAMES);
-    c.check("the hint names the vCPU whose thread raised the event (vCPU 0)", mask & 1 != 0);
-    c.check("the hint names the raising function (VF 1)", HINT.requester_id.load(Ordering::SeqCst) == u32::from(vf1.rid));
-    c.check("the driver moved the interrupt after the first event", moved_at == Some(0));
-    c.check("later interrupts follow the hint", count(0, VECTOR) as usize == FRAMES - 1 && count(1, VECTOR) == 1);
+    c.check(
+        "the hint names the vCPU whose thread raised the event (vCPU 0)",
+        mask & 1 != 0,
+    );
+    c.check(
+        "the hint names the raising function (VF 1)",
+        HINT.requester_id.load(Ordering::SeqCst) == u32::from(vf1.rid),
+    );
+    c.check(
+        "the driver moved the interrupt after the first event",
+        moved_at == Some(0),
+    );
+    c.check(
+        "later interrupts follow the hint",
+        count(0, VECTOR) as usize == FRAMES - 1 && count(1, VECTOR) == 1,
+    );
     c.finish()
 }

@@ -58,18 +58,13 @@ fn main(_info: &BootInfo) -> u32 {
     let mut c = Checks::default();
     let _ = apic::enable_x2apic();
     let _ = apic::software_enable();
-    let mut vfs = [None; 8];
-    igbvf::discover(&mut vfs);
-    let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
-        c.check("two VFs (run with --vfs 2)", false);
-        return c.finish();
+    let (vf0, vf1, _, mac1) = match igbvf::bring_up_pair(&Q0, &Q1) {
+        Ok(pair) => pair,
+        Err(e) => {
+            c.check(e, false);
+            return c.finish();
+        }
     };
-    let (Some(_), Some(mac1)) = (vf0.init(), vf1.init()) else {
-        c.check("VF reset handshake", false);
-        return c.finish();
-    };
-    vf0.rings(&Q0);
-    vf1.rings(&Q1);
     // Per-frame interrupts: no auto-masking, compatibility-format MSI to APIC 0.
     vf1.wr(EIAM, 0);
     vf1.set_msix(0, 0xfee0_0000, u32::from(VECTOR));
@@ -81,8 +76,14 @@ fn main(_info: &BootInfo) -> u32 {
     let arrived = wait_until(|| count(0, VECTOR) - before >= BURST as u32);
     spin(50_000_000);
     let per_frame = count(0, VECTOR) - before;
-    c.check("per-frame handling: every frame received", drain(&vf1, &mut slot) == BURST);
-    c.check("per-frame handling: one interrupt per frame", arrived && per_frame == BURST as u32);
+    c.check(
+        "per-frame handling: every frame received",
+        drain(&vf1, &mut slot) == BURST,
+    );
+    c.check(
+        "per-frame handling: one interrupt per frame",
+        arrived && per_frame == BURST as u32,
+    );
 
     set_irq_handler(VECTOR, mask_source);
     let before = count(0, VECTOR);
@@ -101,8 +102,14 @@ fn main(_info: &BootInfo) -> u32 {
     spin(50_000_000);
     received += drain(&vf1, &mut slot);
     let drained = count(0, VECTOR) - before;
-    println!("MASKDRAIN frames={} per-frame-interrupts={} mask-drain-interrupts={}", BURST, per_frame, drained);
+    println!(
+        "MASKDRAIN frames={} per-frame-interrupts={} mask-drain-interrupts={}",
+        BURST, per_frame, drained
+    );
     c.check("mask-and-drain: every frame received", received == BURST);
-    c.check("mask-and-drain: the burst costs at most two interrupts", (1..=2).contains(&drained));
+    c.check(
+        "mask-and-drain: the burst costs at most two interrupts",
+        (1..=2).contains(&drained),
+    );
     c.finish()
 }

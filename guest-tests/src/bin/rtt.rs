@@ -58,18 +58,13 @@ fn main(info: &BootInfo) -> u32 {
         println!("RTT error: vCPU 1 or VT-d did not come up");
         return 1;
     }
-    let mut vfs = [None; 8];
-    igbvf::discover(&mut vfs);
-    let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
-        println!("RTT error: run with --vfs 2");
-        return 2;
+    let (vf0, vf1, mac0, mac1) = match igbvf::bring_up_pair(&Q0, &Q1) {
+        Ok(pair) => pair,
+        Err(e) => {
+            println!("RTT error: {}", e);
+            return 2;
+        }
     };
-    let (Some(mac0), Some(mac1)) = (vf0.init(), vf1.init()) else {
-        println!("RTT error: VF reset handshake");
-        return 3;
-    };
-    vf0.rings(&Q0);
-    vf1.rings(&Q1);
     let mut m = [0u8; 8];
     m[..6].copy_from_slice(&mac0);
     CLIENT_MAC.store(u64::from_le_bytes(m), Ordering::SeqCst);

@@ -85,6 +85,7 @@ fn main(info: &BootInfo) -> u32 {
     let mut vfs = [None; 8];
     let n = igbvf::discover(&mut vfs);
     c.check("two VFs enabled", n == 2);
+    // (Brought up step by step here, checking each step; other guests use bring_up_pair.)
     let (Some(vf0), Some(vf1)) = (vfs[0], vfs[1]) else {
         return c.finish();
     };
