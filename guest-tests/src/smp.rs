@@ -49,17 +49,23 @@ pub fn wait_for_interrupts(seen: u32, timeout_tsc: u64) -> bool {
     }
 }
 
+/// APs that finished `start_ap_like_bsp`'s APIC setup.
+static AP_APIC_READY: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 /// Starts AP 1 with its APIC set up like the caller's (x2APIC if the BSP switched,
-/// software-enabled); returns whether it came online.
+/// software-enabled); returns once that setup is done. (An AP is online before it enables
+/// its APIC, and a software-disabled APIC refuses fixed interrupts, SDM §11.4.7.2.)
 pub fn start_ap_like_bsp() -> bool {
-    start_aps(
+    let online = start_aps(
         1,
         |_| {
             if apic::is_x2apic() {
                 let _ = apic::enable_x2apic();
             }
             let _ = apic::software_enable();
+            AP_APIC_READY.fetch_add(1, Ordering::SeqCst);
         },
         crate::testing::TIMEOUT_TSC,
-    ) == 1
+    ) == 1;
+    online && crate::testing::wait_until(|| AP_APIC_READY.load(Ordering::SeqCst) >= 1)
 }

@@ -188,6 +188,10 @@ fn main() -> ExitCode {
             match vm::run(&config) {
                 Ok(r) => {
                     tracing::info!("{}", r.counters.summary());
+                    tracing::info!("{}", r.fabric_summary);
+                    if let Some(apic) = &r.apic_summary {
+                        tracing::info!("{apic}");
+                    }
                     report(&r.end)
                 }
                 Err(e) => fail(&e),

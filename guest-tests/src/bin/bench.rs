@@ -36,6 +36,8 @@ const SETTLE: u64 = 2_000_000;
 const SUSTAIN_CYCLES: u64 = 1_000_000_000;
 
 static SPIN: AtomicBool = AtomicBool::new(false);
+/// Set by vCPU 1 once its APIC is enabled (a software-disabled APIC refuses interrupts).
+static AP_READY: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
 static PID1: vtd::Descriptor = vtd::Descriptor::new();
 static SAMPLES: Global<[u64; MAX_ROUNDS]> = Global::new([0; MAX_ROUNDS]);
@@ -44,6 +46,7 @@ static EOI: Global<[u64; MAX_ROUNDS]> = Global::new([0; MAX_ROUNDS]);
 fn ap_main(_cpu: usize) {
     let _ = apic::enable_x2apic();
     let _ = apic::software_enable();
+    AP_READY.store(true, Ordering::SeqCst);
     if SPIN.load(Ordering::SeqCst) {
         while !STOP.load(Ordering::SeqCst) {
             core::hint::spin_loop();
@@ -141,7 +144,10 @@ fn main(info: &BootInfo) -> u32 {
     SPIN.store(scenario.ends_with("-running"), Ordering::SeqCst);
     let _ = apic::enable_x2apic();
     let _ = apic::software_enable();
-    if smp::start_aps(1, ap_main, TIMEOUT_TSC) != 1 || vtd::enable(true, true).is_err() {
+    if smp::start_aps(1, ap_main, TIMEOUT_TSC) != 1
+        || !wait_until(|| AP_READY.load(Ordering::SeqCst))
+        || vtd::enable(true, true).is_err()
+    {
         println!("BENCH error: vCPU 1 or VT-d did not come up");
         return 1;
     }
