@@ -92,6 +92,8 @@ pub struct Fabric {
     pub policy: Policy,
     /// The hinting interface (written under the hinting policy).
     pub hints: Arc<crate::hint::Hints>,
+    /// The hybrid policy's per-source mode table.
+    pub hybrid: Arc<crate::hybrid::Hybrid>,
     pub counters: FabricCounters,
     pub hops: Arc<HopStats>,
 }
@@ -116,6 +118,7 @@ impl Fabric {
             descriptors: (0..cpus).map(|_| Mutex::new(Vec::new())).collect(),
             sched: Arc::new(Scheduler::new(cpus as usize)),
             hints: Arc::new(crate::hint::Hints::new(memory.clone())),
+            hybrid: Arc::default(),
             policy,
             counters: FabricCounters::default(),
             hops,
@@ -173,6 +176,26 @@ impl Fabric {
                 self.deliver(&request, format);
             }
             RemapResult::Posting(posting) => {
+                // Hybrid: a shared source is trapped — the VMM handles the interrupt and
+                // injects it into the owner (and its copies into the other sharers).
+                if self.policy.kind() == crate::policy::PolicyKind::Hybrid {
+                    if self.hybrid.mode(msg.requester_id) == crate::hybrid::SourceMode::Trapped {
+                        if let Some(owner) = self.descriptor_owner(posting.pda, eim) {
+                            self.hybrid.deliver_copies(msg.requester_id);
+                            self.hops.record(Hop::Remap, hops::now() - start);
+                            self.deliver(
+                                &InterruptRequest::fixed(posting.vector, owner as u32),
+                                DestinationFormat::X2Apic,
+                            );
+                            self.drain_iommu_events();
+                            return;
+                        }
+                    }
+                    self.hybrid
+                        .counters
+                        .straight
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 // The delivery-policy seam: a posted interrupt may go to another vCPU.
                 if let Some(owner) = self.descriptor_owner(posting.pda, eim) {
                     if let Decision::Redirect(to) =

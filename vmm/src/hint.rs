@@ -4,7 +4,8 @@
 //!
 //! The paravirtual interface:
 //! - CPUID leaf [`HINT_CPUID_LEAF`] (0x40000100): EAX = [`HINT_SIGNATURE`] ("PbHt"),
-//!   EBX = the hint MSR's index, ECX = [`HINT_VERSION`];
+//!   EBX = the hint MSR's index, ECX = [`HINT_VERSION`], EDX = the hybrid mode register's
+//!   index (`hybrid.rs`);
 //! - MSR [`MSR_HINT_PAGE`] (0x40000100): the guest writes the guest-physical address of a
 //!   4 KiB-aligned page (0 turns hints off); a misaligned address, or one outside RAM, is
 //!   refused with #GP; reads return what was written;
@@ -41,6 +42,7 @@ pub fn advertise(cpuid: &mut CpuId) {
         eax: HINT_SIGNATURE,
         ebx: MSR_HINT_PAGE,
         ecx: HINT_VERSION,
+        edx: crate::hybrid::MSR_VICR,
         ..Default::default()
     };
     if let Err(e) = cpuid.push(entry) {

@@ -12,6 +12,7 @@ pub mod fabric;
 pub mod guests;
 pub mod hint;
 pub mod hops;
+pub mod hybrid;
 pub mod irqchip;
 pub mod layout;
 pub mod loader;

@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, default_value_t = 0, value_name = "N")]
         vfs: u16,
         /// Delivery policy for posted interrupts: posted (baseline), redirect-preempted,
-        /// running-state, hinting.
+        /// running-state, hinting, hybrid.
         #[arg(long, default_value = "posted", value_name = "POLICY")]
         policy: vmm::policy::PolicyKind,
         /// Deschedule a vCPU for PERCENT of every PERIOD_MS (reproducible preemption).
@@ -63,6 +63,10 @@ enum Command {
         /// Pin vCPU i's thread to host CPU i (mod the host's CPUs).
         #[arg(long)]
         pin: bool,
+        /// Hybrid policy: a stand-in sharer attaches to the source with requester ID RID
+        /// from START_MS to END_MS (Postbox runs one VM per process).
+        #[arg(long = "share-source", value_name = "RID:START_MS:END_MS")]
+        share_source: Option<vmm::hybrid::ShareSchedule>,
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
             policy,
             preempt,
             pin,
+            share_source,
         } => {
             // Default: bypass when a VF is given and the host can post in hardware.
             let irqchip = irqchip.unwrap_or_else(|| {
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
                 policy,
                 preempt,
                 pin,
+                share: share_source,
             };
             match vm::run(&config) {
                 Ok(r) => {

@@ -7,6 +7,7 @@
 //! | `posted` | the baseline: post as the IRTE says |
 //! | `redirect-preempted` | interrupt redirection from preempted vCPUs (ICT/Loongson 2024): when the destination is preempted, deliver to a running vCPU, and route the IRTE there (a VMM-level override) until the destination runs again |
 //! | `hinting` | virtual device interrupt hinting (Red Hat, US 9411624): post as the IRTE says, and tell the guest on each device event which of its vCPUs run on the host CPU where it arrived (`hint.rs`); the guest moves the affinity |
+//! | `hybrid` | hybrid interrupt-controller virtualization (ETRI 2016): posted while one guest owns a source, trapped and injected into each sharer once it is shared (`hybrid.rs`) |
 //! | `running-state` | direct delivery by vCPU running state (SJTU 2016): deliver to the destination if it runs, else to a vCPU that runs now, else to the one predicted to run first from its history |
 //!
 //! Posted interrupts are treated as movable under these policies (the "explicitly allowed"
@@ -28,6 +29,8 @@ pub enum PolicyKind {
     RunningState,
     /// Posted as the IRTE says, with device events hinted to the guest (`hint.rs`).
     Hinting,
+    /// Posted while a source has one owner, trapped while it is shared (`hybrid.rs`).
+    Hybrid,
 }
 
 impl FromStr for PolicyKind {
@@ -38,8 +41,9 @@ impl FromStr for PolicyKind {
             "redirect-preempted" => Ok(Self::RedirectPreempted),
             "running-state" => Ok(Self::RunningState),
             "hinting" => Ok(Self::Hinting),
+            "hybrid" => Ok(Self::Hybrid),
             other => Err(format!(
-                "unknown policy {other:?} (expected posted, redirect-preempted, running-state or hinting)"
+                "unknown policy {other:?} (expected posted, redirect-preempted, running-state, hinting or hybrid)"
             )),
         }
     }
@@ -52,6 +56,7 @@ impl fmt::Display for PolicyKind {
             Self::RedirectPreempted => "redirect-preempted",
             Self::RunningState => "running-state",
             Self::Hinting => "hinting",
+            Self::Hybrid => "hybrid",
         })
     }
 }
@@ -110,7 +115,7 @@ impl Policy {
     /// Decides for a posted interrupt of IRTE `index` bound for vCPU `target`.
     pub fn decide(&self, sched: &Scheduler, index: u32, target: usize) -> Decision {
         let decision = match self.kind {
-            PolicyKind::Posted | PolicyKind::Hinting => Decision::Post,
+            PolicyKind::Posted | PolicyKind::Hinting | PolicyKind::Hybrid => Decision::Post,
             PolicyKind::RedirectPreempted => {
                 let mut overrides = self.overrides.lock().unwrap_or_else(|e| e.into_inner());
                 if !sched.is_preempted(target) {

@@ -59,6 +59,8 @@ pub struct VmConfig {
     pub preempt: Option<crate::sched::PreemptSchedule>,
     /// Pin vCPU i's thread to host CPU i mod (host CPUs) (`--pin`).
     pub pin: bool,
+    /// A stand-in sharer attaching to a source for a while (`--share-source`).
+    pub share: Option<crate::hybrid::ShareSchedule>,
 }
 
 impl Default for VmConfig {
@@ -77,6 +79,7 @@ impl Default for VmConfig {
             policy: crate::policy::PolicyKind::default(),
             preempt: None,
             pin: false,
+            share: None,
         }
     }
 }
@@ -328,6 +331,23 @@ fn preempt_loop(ctx: &VmContext, schedule: crate::sched::PreemptSchedule) {
     ctx.fabric.resume(schedule.vcpu);
 }
 
+/// Attaches a stand-in sharer to a source for the scheduled window (or until the VM stops).
+fn share_window(ctx: &VmContext, share: crate::hybrid::ShareSchedule) {
+    let started = Instant::now();
+    let sleep_until = |t: Duration| {
+        while started.elapsed() < t && !ctx.stopping() {
+            std::thread::sleep(Duration::from_millis(1).min(t - started.elapsed().min(t)));
+        }
+    };
+    sleep_until(share.start);
+    if ctx.stopping() {
+        return;
+    }
+    ctx.fabric.hybrid.share(share.requester_id);
+    sleep_until(share.end);
+    ctx.fabric.hybrid.unshare(share.requester_id);
+}
+
 /// Boots the configured kernel and runs it to the end.
 pub fn run(config: &VmConfig) -> Result<RunReport> {
     validate(config)?;
@@ -521,6 +541,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         )
         .map_err(|e| Error::Internal(format!("MSI test device: {e}")))?;
     dispatch.per_vcpu.push(fabric.hints.clone());
+    dispatch.per_vcpu.push(fabric.hybrid.clone());
     let pci = crate::pci::Pci::new(&memory, fabric.clone(), config.vfs)?;
     let ports = Arc::new(crate::pci::PciPorts(pci.clone()));
     let pci_err = |e: vm_device::bus::Error| Error::Internal(format!("PCI: {e}"));
@@ -580,6 +601,20 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
                     .spawn(move || preempt_loop(&ctx, schedule))
                     .map_err(|e| {
                         Error::Internal(format!("cannot start the preemption thread: {e}"))
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let share_thread = match config.share {
+        Some(share) => {
+            let ctx = ctx.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("share".into())
+                    .spawn(move || share_window(&ctx, share))
+                    .map_err(|e| {
+                        Error::Internal(format!("cannot start the sharing thread: {e}"))
                     })?,
             )
         }
@@ -661,6 +696,9 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     if let Some(t) = preempt_thread {
         let _ = t.join();
     }
+    if let Some(t) = share_thread {
+        let _ = t.join();
+    }
     serial.flush();
     let taken_marks = std::mem::take(&mut *marks.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(RunReport {
@@ -669,9 +707,10 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         elapsed: started.elapsed(),
         apic_summary: ctx.emulated.as_ref().map(|c| c.counters.summary()),
         fabric_summary: format!(
-            "{}\n  {}",
+            "{}\n  {}\n  {}",
             ctx.fabric.counters.summary(),
-            ctx.fabric.policy.summary()
+            ctx.fabric.policy.summary(),
+            ctx.fabric.hybrid.summary()
         ),
         hops: hop_stats,
         tsc_khz,

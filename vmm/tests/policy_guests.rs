@@ -144,3 +144,35 @@ fn kernel_hinting() {
         run_hinting("kernel");
     }
 }
+
+/// Hybrid: the source's mode reads posted, trapped while a stand-in sharer is attached,
+/// then posted again; every interrupt arrives exactly once.
+fn run_hybrid(irqchip: &str) {
+    let r = run_guest(
+        "hybrid",
+        &[
+            "--irqchip",
+            irqchip,
+            "--policy",
+            "hybrid",
+            "--share-source",
+            "0x100:200:500",
+        ],
+    );
+    r.assert_status(1)
+        .assert_stdout_has("checks done, failures=0");
+}
+
+#[test]
+fn emulated_hybrid() {
+    if kvm_available("emulated_hybrid") {
+        run_hybrid("emulated");
+    }
+}
+
+#[test]
+fn kernel_hybrid() {
+    if kvm_available("kernel_hybrid") {
+        run_hybrid("kernel");
+    }
+}
