@@ -109,6 +109,7 @@ impl Fabric {
         cpus: u32,
         hops: Arc<HopStats>,
         policy: Policy,
+        hybrid: crate::hybrid::Hybrid,
     ) -> Self {
         Self {
             iommu: Mutex::new(Iommu::new(memory.clone())),
@@ -118,7 +119,7 @@ impl Fabric {
             descriptors: (0..cpus).map(|_| Mutex::new(Vec::new())).collect(),
             sched: Arc::new(Scheduler::new(cpus as usize)),
             hints: Arc::new(crate::hint::Hints::new(memory.clone())),
-            hybrid: Arc::default(),
+            hybrid: Arc::new(hybrid),
             policy,
             counters: FabricCounters::default(),
             hops,
@@ -179,7 +180,9 @@ impl Fabric {
                 // Hybrid: a shared source is trapped — the VMM handles the interrupt and
                 // injects it into the owner (and its copies into the other sharers).
                 if self.policy.kind() == crate::policy::PolicyKind::Hybrid {
-                    if self.hybrid.mode(msg.requester_id) == crate::hybrid::SourceMode::Trapped {
+                    if self.hybrid.delivery_mode(msg.requester_id)
+                        == crate::hybrid::SourceMode::Trapped
+                    {
                         if let Some(owner) = self.descriptor_owner(posting.pda, eim) {
                             self.hybrid.deliver_copies(msg.requester_id);
                             self.hops.record(Hop::Remap, hops::now() - start);

@@ -67,6 +67,10 @@ enum Command {
         /// from START_MS to END_MS (Postbox runs one VM per process).
         #[arg(long = "share-source", value_name = "RID:START_MS:END_MS")]
         share_source: Option<vmm::hybrid::ShareSchedule>,
+        /// Boot a second VM (1 vCPU, 64 MiB) from KERNEL next to this one, in the same
+        /// process, able to share this VM's interrupt sources (hybrid policy).
+        #[arg(long = "share-with", value_name = "KERNEL")]
+        share_with: Option<PathBuf>,
     },
     /// Boot the bundled demo guest and print what it did.
     Demo,
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
             preempt,
             pin,
             share_source,
+            share_with,
         } => {
             // Default: bypass when a VF is given and the host can post in hardware.
             let irqchip = irqchip.unwrap_or_else(|| {
@@ -190,7 +195,11 @@ fn main() -> ExitCode {
                 preempt,
                 pin,
                 share: share_source,
+                share_hub: None,
             };
+            if let Some(peer) = share_with {
+                return run_pair(config, peer);
+            }
             match vm::run(&config) {
                 Ok(r) => {
                     tracing::info!("{}", r.counters.summary());
@@ -322,5 +331,46 @@ fn bench_policies(rounds: u32, out: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(&Error::Internal(format!("writing the plot: {e}"))),
+    }
+}
+
+/// Runs `config` and a peer VM from `peer` side by side, joined by a share hub; the peer's
+/// console is printed after it ends, prefixed with `peer: `.
+fn run_pair(mut config: VmConfig, peer: PathBuf) -> ExitCode {
+    let hub = std::sync::Arc::new(vmm::hybrid::ShareHub::default());
+    config.share_hub = Some(hub.clone());
+    let console: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = std::sync::Arc::default();
+    let peer_config = VmConfig {
+        kernel: KernelImage::File(peer),
+        cpus: 1,
+        mem_mib: 64,
+        timeout: config.timeout,
+        irqchip: config.irqchip,
+        policy: vmm::policy::PolicyKind::Hybrid,
+        console: Some(console.clone()),
+        share_hub: Some(hub),
+        ..VmConfig::default()
+    };
+    let peer = std::thread::spawn(move || vm::run(&peer_config));
+    let main = vm::run(&config);
+    let peer = peer.join();
+    let output =
+        String::from_utf8_lossy(&console.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    for line in output.lines() {
+        println!("peer: {line}");
+    }
+    let main = match main {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    tracing::info!("{}", main.fabric_summary);
+    match peer {
+        Ok(Ok(p)) if p.end == VmEnd::GuestExit(1) => report(&main.end),
+        Ok(Ok(p)) => {
+            eprintln!("vmm: peer VM: {:?}", p.end);
+            report(&p.end)
+        }
+        Ok(Err(e)) => fail(&e),
+        Err(_) => fail(&Error::Internal("the peer VM's thread panicked".into())),
     }
 }

@@ -61,6 +61,8 @@ pub struct VmConfig {
     pub pin: bool,
     /// A stand-in sharer attaching to a source for a while (`--share-source`).
     pub share: Option<crate::hybrid::ShareSchedule>,
+    /// Other VMs of this process that may share this VM's interrupt sources (hybrid).
+    pub share_hub: Option<Arc<crate::hybrid::ShareHub>>,
 }
 
 impl Default for VmConfig {
@@ -80,6 +82,7 @@ impl Default for VmConfig {
             preempt: None,
             pin: false,
             share: None,
+            share_hub: None,
         }
     }
 }
@@ -507,6 +510,11 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
         config.cpus,
         hop_stats.clone(),
         crate::policy::Policy::new(config.policy),
+        config
+            .share_hub
+            .clone()
+            .map(crate::hybrid::Hybrid::with_hub)
+            .unwrap_or_default(),
     ));
     dispatch
         .io
@@ -540,6 +548,18 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
             })),
         )
         .map_err(|e| Error::Internal(format!("MSI test device: {e}")))?;
+    {
+        // Interrupts of sources this VM shares arrive on its vCPU 0.
+        let weak = Arc::downgrade(&fabric);
+        fabric.hybrid.set_injector(Arc::new(move |vector| {
+            if let Some(fabric) = weak.upgrade() {
+                fabric.deliver(
+                    &apic::InterruptRequest::fixed(vector, 0),
+                    apic::DestinationFormat::X2Apic,
+                );
+            }
+        }));
+    }
     dispatch.per_vcpu.push(fabric.hints.clone());
     dispatch.per_vcpu.push(fabric.hybrid.clone());
     let pci = crate::pci::Pci::new(&memory, fabric.clone(), config.vfs)?;
@@ -699,6 +719,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     if let Some(t) = share_thread {
         let _ = t.join();
     }
+    ctx.fabric.hybrid.leave();
     serial.flush();
     let taken_marks = std::mem::take(&mut *marks.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(RunReport {

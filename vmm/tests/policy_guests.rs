@@ -176,3 +176,39 @@ fn kernel_hybrid() {
         run_hybrid("kernel");
     }
 }
+
+/// Hybrid with a real second VM in the same process: it shares the first VM's source
+/// through its VICR, receives 30 copies of the trapped interrupts, and stops sharing; the
+/// first VM sees posted, trapped, posted, and every interrupt exactly once.
+fn run_hybrid_pair(irqchip: &str) {
+    let peer = support::guest("hybrid_peer");
+    let r = run_guest(
+        "hybrid",
+        &[
+            "--irqchip",
+            irqchip,
+            "--policy",
+            "hybrid",
+            "--share-with",
+            peer.to_str().unwrap(),
+        ],
+    );
+    r.assert_status(1)
+        .assert_stdout_has("checks done, failures=0")
+        .assert_stdout_has("peer: HYBRID_PEER copies=")
+        .assert_stdout_has("peer: checks done, failures=0");
+}
+
+#[test]
+fn emulated_hybrid_with_a_second_vm() {
+    if kvm_available("emulated_hybrid_with_a_second_vm") {
+        run_hybrid_pair("emulated");
+    }
+}
+
+#[test]
+fn kernel_hybrid_with_a_second_vm() {
+    if kvm_available("kernel_hybrid_with_a_second_vm") {
+        run_hybrid_pair("kernel");
+    }
+}
