@@ -244,14 +244,18 @@ impl Hybrid {
         }
     }
 
-    /// Other sharers of `requester_id`: stand-ins and other VMs.
-    fn sharers(&self, requester_id: u16) -> u32 {
-        let stand_ins = *self
+    fn stand_ins(&self, requester_id: u16) -> u32 {
+        *self
             .sharers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&requester_id)
-            .unwrap_or(&0);
+            .unwrap_or(&0)
+    }
+
+    /// Other sharers of `requester_id`: stand-ins and other VMs.
+    fn sharers(&self, requester_id: u16) -> u32 {
+        let stand_ins = self.stand_ins(requester_id);
         let vms = self
             .hub
             .as_ref()
@@ -285,12 +289,7 @@ impl Hybrid {
     /// other VMs; counted for stand-ins).
     pub fn deliver_copies(&self, requester_id: u16) {
         self.counters.trapped.fetch_add(1, Ordering::Relaxed);
-        let stand_ins = *self
-            .sharers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&requester_id)
-            .unwrap_or(&0);
+        let stand_ins = self.stand_ins(requester_id);
         let vms = self
             .hub
             .as_ref()

@@ -316,6 +316,17 @@ fn create_memory(vm: &VmFd, mem_mib: u64) -> Result<GuestMemoryMmap> {
     Ok(memory)
 }
 
+/// Starts a named VMM thread.
+fn spawn_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::Internal(format!("cannot start the {name} thread: {e}")))
+}
+
 /// Deschedules the scheduled vCPU for its share of every period, until the VM stops.
 fn preempt_loop(ctx: &VmContext, schedule: crate::sched::PreemptSchedule) {
     let off = schedule.period * schedule.percent / 100;
@@ -615,61 +626,38 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
     let preempt_thread = match config.preempt {
         Some(schedule) => {
             let ctx = ctx.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("preempt".into())
-                    .spawn(move || preempt_loop(&ctx, schedule))
-                    .map_err(|e| {
-                        Error::Internal(format!("cannot start the preemption thread: {e}"))
-                    })?,
-            )
+            Some(spawn_named("preempt", move || {
+                preempt_loop(&ctx, schedule)
+            })?)
         }
         None => None,
     };
     let share_thread = match config.share {
         Some(share) => {
             let ctx = ctx.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("share".into())
-                    .spawn(move || share_window(&ctx, share))
-                    .map_err(|e| {
-                        Error::Internal(format!("cannot start the sharing thread: {e}"))
-                    })?,
-            )
+            Some(spawn_named("share", move || share_window(&ctx, share))?)
         }
         None => None,
     };
     let pci_thread = {
         let pci = pci.clone();
-        std::thread::Builder::new()
-            .name("pci-poll".into())
-            .spawn(move || pci.run_poll())
-            .map_err(|e| Error::Internal(format!("cannot start the PCI poll thread: {e}")))?
+        spawn_named("pci-poll", move || pci.run_poll())?
     };
     let timer_thread = match &ctx.emulated {
         Some(chip) => {
             let chip = chip.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("apic-timers".into())
-                    .spawn(move || chip.run_timers())
-                    .map_err(|e| Error::Internal(format!("cannot start the timer thread: {e}")))?,
-            )
+            Some(spawn_named("apic-timers", move || chip.run_timers())?)
         }
         None => None,
     };
     for (index, fd) in fds.into_iter().enumerate() {
         let ctx = ctx.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("vcpu{index}"))
-            .spawn(move || {
-                if pin {
-                    crate::sched::pin_current_thread(index);
-                }
-                vcpu::run(index, fd, ctx, index != 0 && !kvm_starts_aps)
-            })
-            .map_err(|e| Error::Internal(format!("cannot start vCPU thread: {e}")))?;
+        let thread = spawn_named(&format!("vcpu{index}"), move || {
+            if pin {
+                crate::sched::pin_current_thread(index);
+            }
+            vcpu::run(index, fd, ctx, index != 0 && !kvm_starts_aps)
+        })?;
         threads.push(thread);
     }
 

@@ -43,6 +43,25 @@ fn run_policy(irqchip: &str, policy: &str) -> (u32, u32) {
     landed(&r.stdout)
 }
 
+/// One test per backend running `run(backend)`.
+macro_rules! on_both_backends {
+    ($emulated:ident, $kernel:ident, $run:ident) => {
+        #[test]
+        fn $emulated() {
+            if kvm_available(stringify!($emulated)) {
+                $run("emulated");
+            }
+        }
+
+        #[test]
+        fn $kernel() {
+            if kvm_available(stringify!($kernel)) {
+                $run("kernel");
+            }
+        }
+    };
+}
+
 macro_rules! policy_test {
     ($name:ident, $irqchip:literal, $policy:literal, $redirects:literal) => {
         #[test]
@@ -96,20 +115,6 @@ fn run_mask_drain(irqchip: &str) {
         .assert_stdout_has("checks done, failures=0");
 }
 
-#[test]
-fn emulated_mask_and_drain() {
-    if kvm_available("emulated_mask_and_drain") {
-        run_mask_drain("emulated");
-    }
-}
-
-#[test]
-fn kernel_mask_and_drain() {
-    if kvm_available("kernel_mask_and_drain") {
-        run_mask_drain("kernel");
-    }
-}
-
 /// Hinting: the guest reads the hint page and moves VF 1's interrupt to the hinted vCPU.
 fn run_hinting(irqchip: &str) {
     let r = run_guest(
@@ -131,20 +136,6 @@ fn run_hinting(irqchip: &str) {
         .assert_stdout_has("checks done, failures=0");
 }
 
-#[test]
-fn emulated_hinting() {
-    if kvm_available("emulated_hinting") {
-        run_hinting("emulated");
-    }
-}
-
-#[test]
-fn kernel_hinting() {
-    if kvm_available("kernel_hinting") {
-        run_hinting("kernel");
-    }
-}
-
 /// Hybrid: the source's mode reads posted, trapped while a stand-in sharer is attached,
 /// then posted again; every interrupt arrives exactly once.
 fn run_hybrid(irqchip: &str) {
@@ -161,20 +152,6 @@ fn run_hybrid(irqchip: &str) {
     );
     r.assert_status(1)
         .assert_stdout_has("checks done, failures=0");
-}
-
-#[test]
-fn emulated_hybrid() {
-    if kvm_available("emulated_hybrid") {
-        run_hybrid("emulated");
-    }
-}
-
-#[test]
-fn kernel_hybrid() {
-    if kvm_available("kernel_hybrid") {
-        run_hybrid("kernel");
-    }
 }
 
 /// Hybrid with a real second VM in the same process: it shares the first VM's source
@@ -199,16 +176,18 @@ fn run_hybrid_pair(irqchip: &str) {
         .assert_stdout_has("peer: checks done, failures=0");
 }
 
-#[test]
-fn emulated_hybrid_with_a_second_vm() {
-    if kvm_available("emulated_hybrid_with_a_second_vm") {
-        run_hybrid_pair("emulated");
-    }
-}
+on_both_backends!(
+    emulated_mask_and_drain,
+    kernel_mask_and_drain,
+    run_mask_drain
+);
 
-#[test]
-fn kernel_hybrid_with_a_second_vm() {
-    if kvm_available("kernel_hybrid_with_a_second_vm") {
-        run_hybrid_pair("kernel");
-    }
-}
+on_both_backends!(emulated_hinting, kernel_hinting, run_hinting);
+
+on_both_backends!(emulated_hybrid, kernel_hybrid, run_hybrid);
+
+on_both_backends!(
+    emulated_hybrid_with_a_second_vm,
+    kernel_hybrid_with_a_second_vm,
+    run_hybrid_pair
+);
