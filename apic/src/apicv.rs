@@ -131,29 +131,14 @@ pub enum Handling {
 }
 
 /// Registers whose reads APIC-register virtualization satisfies from the virtual-APIC page
-/// in xAPIC mode (§30.4.2). PPR, APR, current count and CMCI are not among them.
+/// in xAPIC mode (§30.4.2): the readable registers except PPR, APR, RRD, the current count
+/// and CMCI.
 fn mmio_read_virtualized(offset: u16) -> bool {
-    matches!(
-        offset,
-        APIC_ID
-            | APIC_VERSION
-            | APIC_TPR
-            | APIC_EOI
-            | APIC_LDR
-            | APIC_DFR
-            | APIC_SVR
-            | APIC_ESR
-            | APIC_ICR_LOW
-            | APIC_ICR_HIGH
-            | APIC_LVT_TIMER
-            | APIC_LVT_THERMAL
-            | APIC_LVT_PMI
-            | APIC_LVT_LINT0
-            | APIC_LVT_LINT1
-            | APIC_LVT_ERROR
-            | APIC_TIMER_INITIAL_COUNT
-            | APIC_TIMER_DIVIDE
-    ) || (APIC_ISR..APIC_ESR).contains(&offset)
+    LocalApic::xapic_readable(offset)
+        && !matches!(
+            offset,
+            APIC_PPR | APIC_APR | APIC_RRD | APIC_LVT_CMCI | APIC_TIMER_CURRENT_COUNT
+        )
 }
 
 /// Registers whose writes APIC-register virtualization lets through to the page, followed

@@ -924,7 +924,7 @@ impl LocalApic {
     // -----------------------------------------------------------------------------------
 
     /// Whether `offset` is an implemented xAPIC register that can be read.
-    fn xapic_readable(offset: u16) -> bool {
+    pub(crate) fn xapic_readable(offset: u16) -> bool {
         matches!(
             offset,
             APIC_ID
