@@ -88,6 +88,9 @@ pub struct Fabric {
     pending_descriptors: Vec<Mutex<Vec<u64>>>,
     /// The descriptors each vCPU owns (learned from postings: the vCPU their NDST names).
     descriptors: Vec<Mutex<Vec<u64>>>,
+    /// Whether anything needs `descriptors` (a policy, or a preemption schedule that sets
+    /// SN): when not, postings skip learning owners, which costs a lock and a lookup.
+    track_owners: bool,
     pub sched: Arc<Scheduler>,
     pub policy: Policy,
     /// The hinting interface (written under the hinting policy).
@@ -110,8 +113,10 @@ impl Fabric {
         hops: Arc<HopStats>,
         policy: Policy,
         hybrid: crate::hybrid::Hybrid,
+        track_owners: bool,
     ) -> Self {
         Self {
+            track_owners,
             iommu: Mutex::new(Iommu::new(memory.clone())),
             backend,
             cpus,
@@ -200,7 +205,12 @@ impl Fabric {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 // The delivery-policy seam: a posted interrupt may go to another vCPU.
-                if let Some(owner) = self.descriptor_owner(posting.pda, eim) {
+                let owner = if self.track_owners {
+                    self.descriptor_owner(posting.pda, eim)
+                } else {
+                    None
+                };
+                if let Some(owner) = owner {
                     if let Decision::Redirect(to) =
                         self.policy.decide(&self.sched, posting.index, owner)
                     {

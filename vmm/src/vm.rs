@@ -526,6 +526,7 @@ pub fn run(config: &VmConfig) -> Result<RunReport> {
             .clone()
             .map(crate::hybrid::Hybrid::with_hub)
             .unwrap_or_default(),
+        config.preempt.is_some() || config.policy != crate::policy::PolicyKind::Posted,
     ));
     dispatch
         .io
